@@ -1,0 +1,1 @@
+"""parity: the cross-framework harness (see parity.run)."""

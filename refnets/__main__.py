@@ -1,0 +1,63 @@
+"""`python -m refnets list` and `python -m refnets summary MODEL [--input-shape C,H,W]`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from . import registry, shapes
+from .describe import summary
+
+
+def parse_shape(text: str):
+    try:
+        values = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected C,H,W integers, got {text!r}")
+    if len(values) != 3 or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"expected three positive integers C,H,W, got {text!r}")
+    return values
+
+
+def parse_option(text: str):
+    """key=value with value read as int, float, bool or string."""
+    if "=" not in text:
+        raise argparse.ArgumentTypeError(f"options are key=value, got {text!r}")
+    key, raw = text.split("=", 1)
+    lowered = raw.lower()
+    if lowered in ("true", "false"):
+        return key, lowered == "true"
+    for kind in (int, float):
+        try:
+            return key, kind(raw)
+        except ValueError:
+            pass
+    return key, raw
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m refnets", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("list", help="list the models")
+    p = sub.add_parser("summary", help="per-node table of a model")
+    p.add_argument("model")
+    p.add_argument("--input-shape", type=parse_shape)
+    p.add_argument("--option", type=parse_option, action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--containers", action="store_true", help="also list Sequential/Parallel nodes")
+    args = parser.parse_args(argv)
+    if args.command == "list":
+        for name in registry.list_models():
+            counts = shapes.counts(registry.get_spec(name))
+            print(f"{name:16s} {counts.trainable:>13,} trainable params")
+        return 0
+    try:
+        model = registry.get_spec(args.model, input_shape=args.input_shape, **dict(args.option))
+        print(summary(model, containers=args.containers))
+    except (registry.UnknownModelError, registry.BadOptionError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,35 @@
+import numpy as np
+import pytest
+
+from refnets import backends
+
+INSTALLED = backends.installed()
+
+# Small inputs that every model of the foundation families accepts (fast tests).
+SMALL_INPUTS = {
+    "lenet": (1, 28, 28),
+    "alexnet": (3, 63, 63),
+    "vgg11": (3, 32, 32),
+    "vgg13": (3, 32, 32),
+    "vgg16": (3, 32, 32),
+    "vgg19": (3, 32, 32),
+    "nin": (1, 67, 67),
+}
+
+TOLERANCE = {"float32": 1e-5, "float64": 1e-10}
+
+
+def backend_params(names=None):
+    """pytest params for backends, skipped cleanly where the framework is missing."""
+    return [pytest.param(b, marks=pytest.mark.skipif(b not in INSTALLED, reason=f"{b} is not installed"))
+            for b in (names or backends.BACKENDS)]
+
+
+def relative_error(a: np.ndarray, ref: np.ndarray) -> float:
+    """max|a - ref| / max|ref|: the figure the parity bars are stated in."""
+    scale = float(np.max(np.abs(ref)))
+    return float(np.max(np.abs(a.astype(np.float64) - ref.astype(np.float64)))) / (scale or 1.0)
+
+
+def seeded_input(shape, batch=2, dtype="float32", seed=1):
+    return np.random.default_rng(seed).standard_normal((batch,) + tuple(shape)).astype(dtype)
