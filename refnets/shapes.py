@@ -116,6 +116,9 @@ def _leaf_out(path: str, node: S.Node, shape: Shape) -> Shape:
         return (node.out_channels, oh, ow)
     if isinstance(node, (S.MaxPool, S.AvgPool)):
         c, h, w = _need_map(path, node, shape)
+        if any(p >= k for p, k in zip(node.padding, (node.kernel[0],) * 2 + (node.kernel[1],) * 2)):
+            raise ValueError(f"node {path!r}: pooling padding {node.padding} must be smaller than the kernel "
+                             f"{node.kernel} on every side (a window of padding alone has no value)")
         oh, ow = pool_output_hw(node, (h, w))
         if oh < 1 or ow < 1:
             raise _too_small(path, node, shape, f"smaller than its {node.kernel[0]}x{node.kernel[1]} window after padding")

@@ -20,6 +20,7 @@ This module imports no framework.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Iterator, Literal, Tuple, Union
 
@@ -249,3 +250,39 @@ class ModelSpec:
         if len(shape) != 3:
             raise ValueError(f"input shape must be C,H,W, got {input_shape!r}")
         return ModelSpec(name=self.name, root=self.root, input_shape=shape, options=self.options)
+
+
+def input_sources(node: Node, prefix: str = "", source: str | None = None) -> dict:
+    """path -> path of the node whose output feeds it (None: the model input).
+    A Sequential's first child is fed by the Sequential's own source; a later
+    child by its previous sibling; every Parallel branch by the Parallel's source."""
+    sources = {prefix: source}
+    current = source
+    for index, child in enumerate(children_of(node)):
+        path = join(prefix, child_segment(child, index))
+        sources.update(input_sources(child, path, current if isinstance(node, Sequential) else source))
+        if isinstance(node, Sequential):
+            current = path
+    return sources
+
+
+def replace(node: Node, path: str, update) -> Node:
+    """A copy of the tree with the node at `path` replaced by `update(node)`:
+    how a variant (or a deliberately faulty copy) of a model is made."""
+    if path == "":
+        return update(node)
+    head, _, rest = path.partition(".")
+    kids = list(children_of(node))
+    for index, child in enumerate(kids):
+        if child_segment(child, index) == head:
+            kids[index] = replace(child, rest, update)
+            field_name = "children" if isinstance(node, Sequential) else "branches"
+            return dataclasses.replace(node, **{field_name: tuple(kids)})
+    raise KeyError(f"no node {head!r} under {node.name or '<root>'!r}")
+
+
+def find(node: Node, path: str) -> Node:
+    for current_path, current in walk(node):
+        if current_path == path:
+            return current
+    raise KeyError(f"no node {path!r}")

@@ -33,3 +33,16 @@ def relative_error(a: np.ndarray, ref: np.ndarray) -> float:
 
 def seeded_input(shape, batch=2, dtype="float32", seed=1):
     return np.random.default_rng(seed).standard_normal((batch,) + tuple(shape)).astype(dtype)
+
+
+@pytest.fixture(autouse=True)
+def _free_models():
+    """Models of 100M+ parameters in three frameworks: free them between tests so a
+    single pytest process stays well inside the machine's memory."""
+    yield
+    import gc
+    import sys
+
+    if "keras" in sys.modules:
+        sys.modules["keras"].backend.clear_session()
+    gc.collect()

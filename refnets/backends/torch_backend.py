@@ -176,6 +176,7 @@ def build(model: S.ModelSpec, dtype: str = "float32") -> nn.Module:
     infos = shapes.infer(model)
     net = _module(model.root, "", infos, torch_dtype).to(torch_dtype).eval()
     net.refnets_spec = model
+    net.refnets_dtype = torch_dtype  # also for models without parameters
     return net
 
 
@@ -212,7 +213,7 @@ def _capture_hooks(model: nn.Module, capture: Sequence[str], store: Dict[str, np
 def forward(model: nn.Module, x: np.ndarray, capture: Sequence[str] = ()) -> Tuple[np.ndarray, Dict[str, np.ndarray]]:
     """Inference-mode forward of a channels-first batch; optionally the outputs of
     the spec nodes named in `capture` (channels-first)."""
-    dtype = next(iter(model.state_dict().values())).dtype if model.state_dict() else torch.float32
+    dtype = model.refnets_dtype
     store: Dict[str, np.ndarray] = {}
     handles = _capture_hooks(model, capture, store)
     try:

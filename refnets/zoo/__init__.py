@@ -1,3 +1,3 @@
 """The model zoo: one module per family; importing it registers every model."""
 
-from . import alexnet, lenet, nin, vgg  # noqa: F401
+from . import alexnet, densenet, googlenet, lenet, mnist, nin, resnet, resnet_v2, vgg  # noqa: F401

@@ -1,0 +1,1 @@
+"""Reproducible measurements (not timed tests): `python -m benchmarks.agreement`."""

@@ -1,0 +1,71 @@
+"""python -m parity MODEL [--backends torch,mxnet,keras] ... : do the frameworks agree?
+
+Exit codes: 0 all backends agree within tolerance, 1 some disagree, 2 usage or
+environment error."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from refnets import registry
+from refnets.cliargs import parse_option, parse_shape
+
+from . import report
+from .runner import DTYPES, USAGE_ERRORS, run
+
+
+def _backends(text: str):
+    return [b.strip() for b in text.split(",") if b.strip()]
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="parity", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("model", nargs="?", help="model name (see --list)")
+    p.add_argument("--list", action="store_true", help="list the models and exit")
+    p.add_argument("--backends", type=_backends, help="comma-separated, default: every installed backend")
+    p.add_argument("--reference", help="backend the others are compared with (default: the first)")
+    p.add_argument("--batch", type=int, default=2)
+    p.add_argument("--input-shape", type=parse_shape, metavar="C,H,W", help="default: the model's")
+    p.add_argument("--dtype", choices=DTYPES, default="float32")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--rtol", type=float, help="default per dtype, see the README")
+    p.add_argument("--atol", type=float)
+    p.add_argument("--weights", metavar="FILE", help="canonical weights (.safetensors or .npz) instead of seeded ones")
+    p.add_argument("--save-weights", metavar="FILE", help="save the canonical weights used")
+    p.add_argument("--layers", action="store_true", help="print the per-node comparison even when all agree")
+    p.add_argument("--json", metavar="FILE", help="write the figures as JSON")
+    p.add_argument("--option", type=parse_option, action="append", default=[], metavar="KEY=VALUE",
+                   help="model option, e.g. num_classes=10 (repeatable)")
+    p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    return p
+
+
+def _progress(message: str) -> None:
+    print(f"[parity] {message} ...", file=sys.stderr, flush=True)
+
+
+def main(argv=None) -> int:
+    args = parser().parse_args(argv)
+    if args.list:
+        print("\n".join(registry.list_models()))
+        return 0
+    if not args.model:
+        print("error: name a model (see python -m parity --list)", file=sys.stderr)
+        return 2
+    try:
+        result = run(args.model, backends=args.backends, reference=args.reference, batch=args.batch,
+                     input_shape=args.input_shape, dtype=args.dtype, seed=args.seed, rtol=args.rtol,
+                     atol=args.atol, weights=args.weights, save_weights=args.save_weights, layers=args.layers,
+                     options=dict(args.option), progress=None if args.quiet else _progress)
+    except USAGE_ERRORS as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(report.text(result, all_nodes=args.layers))
+    if args.json:
+        report.write_json(result, args.json)
+    return result.exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

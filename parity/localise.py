@@ -1,0 +1,61 @@
+"""Per-node comparison: which spec node is the first whose output diverges.
+
+Every node's output is captured in the reference and in the other backend and
+compared with the run's tolerance, in execution order. A divergent node whose
+own input still agrees is where the fault is (`origin`): its input is the output
+of the node that feeds it (`refnets.spec.input_sources`), or the model input.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Dict, List, Optional
+
+import numpy as np
+from refnets import spec as S
+
+from .metrics import Comparison, compare
+
+
+@dataclass(frozen=True)
+class NodeComparison:
+    path: str
+    kind: str
+    source: Optional[str]  # the node feeding this one; None for the model input
+    comparison: Comparison
+
+
+@dataclass(frozen=True)
+class Localisation:
+    nodes: List[NodeComparison]
+    first_divergent: Optional[NodeComparison]
+    input_agrees: Optional[bool]  # does the first divergent node's input agree?
+
+    def as_dict(self) -> dict:
+        first = self.first_divergent
+        return {
+            "first_divergent": None if first is None else {
+                "node": first.path, "type": first.kind, "source": first.source,
+                "input_agrees": self.input_agrees, **first.comparison.as_dict()},
+            "nodes": [{"node": n.path, "type": n.kind, **n.comparison.as_dict()} for n in self.nodes],
+        }
+
+
+def capture_paths(model: S.ModelSpec) -> List[str]:
+    """Every node except the root (whose output is the model output)."""
+    return [path for path, _ in model.walk() if path]
+
+
+def localise(model: S.ModelSpec, ref: Dict[str, np.ndarray], out: Dict[str, np.ndarray],
+             rtol: float, atol: float) -> Localisation:
+    sources = S.input_sources(model.root)
+    kinds = {path: type(node).__name__ for path, node in model.walk()}
+    nodes = [NodeComparison(p, kinds[p], sources[p], compare(out[p], ref[p], rtol, atol))
+             for p in capture_paths(model)]
+    by_path = {n.path: n for n in nodes}
+    first = next((n for n in nodes if not n.comparison.passed), None)
+    if first is None:
+        return Localisation(nodes, None, None)
+    feeding = by_path.get(first.source) if first.source else None
+    input_agrees = True if first.source is None else (feeding.comparison.passed if feeding else None)
+    return Localisation(nodes, first, input_agrees)

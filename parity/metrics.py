@@ -1,0 +1,39 @@
+"""How two arrays are compared: the figures every report and verdict use."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Optional
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Comparison:
+    max_abs: float
+    max_rel: float  # max|out - ref| / max|ref|
+    mean_abs: float
+    ref_scale: float  # max|ref|
+    finite: bool
+    top1: Optional[float]  # fraction of the batch whose arg-max agrees (class outputs only)
+    passed: bool
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def compare(out: np.ndarray, ref: np.ndarray, rtol: float, atol: float) -> Comparison:
+    """Pass iff shapes match, everything is finite and max|out-ref| <= atol + rtol*max|ref|."""
+    if out.shape != ref.shape:
+        return Comparison(float("inf"), float("inf"), float("inf"), float("nan"), False, None, False)
+    a, b = out.astype(np.float64), ref.astype(np.float64)
+    finite = bool(np.all(np.isfinite(a)) and np.all(np.isfinite(b)))
+    diff = np.abs(a - b)
+    max_abs = float(np.max(diff)) if diff.size else 0.0
+    scale = float(np.max(np.abs(b))) if b.size else 0.0
+    max_rel = max_abs / scale if scale > 0 else (0.0 if max_abs == 0 else float("inf"))
+    top1 = None
+    if a.ndim == 2 and a.shape[1] > 1:
+        top1 = float(np.mean(np.argmax(a, axis=1) == np.argmax(b, axis=1)))
+    passed = finite and max_abs <= atol + rtol * scale
+    return Comparison(max_abs, max_rel, float(np.mean(diff)) if diff.size else 0.0, scale, finite, top1, passed)

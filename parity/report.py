@@ -1,0 +1,95 @@
+"""The report: a table for people, a JSON document for machines."""
+
+from __future__ import annotations
+
+import json
+from typing import List
+
+from .runner import ParityResult
+
+PHASES = ("import", "build", "weights", "forward", "compare", "localise")
+
+
+def _e(value) -> str:
+    return "-" if value is None else f"{value:.3g}" if isinstance(value, float) else str(value)
+
+
+def _table(header, rows) -> List[str]:
+    widths = [max(len(str(r[i])) for r in [header] + rows) for i in range(len(header))]
+    fmt = lambda r: "  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip()
+    return [fmt(header), fmt(["-" * w for w in widths])] + [fmt(r) for r in rows]
+
+
+def _summary_rows(result: ParityResult):
+    rows = []
+    for name in result.backends[1:]:
+        c = result.results[name].comparison
+        top1 = "-" if c.top1 is None else f"{c.top1:.0%}"
+        verdict = "PASS" if c.passed else ("FAIL (NaN/Inf)" if not c.finite else "FAIL")
+        rows.append([f"{name} vs {result.reference}", f"{c.max_abs:.3e}", f"{c.max_rel:.3e}",
+                     f"{c.mean_abs:.3e}", top1, verdict])
+    return rows
+
+
+def _timing_rows(result: ParityResult):
+    rows = []
+    for name in result.backends:
+        cells = [name] + [f"{result.timings.get(p, {}).get(name, 0.0):.2f}" for p in PHASES]
+        rows.append(cells)
+    return rows
+
+
+def _localisation_lines(result: ParityResult, all_nodes: bool) -> List[str]:
+    lines = []
+    for name in result.backends[1:]:
+        loc = result.results[name].localisation
+        if loc is None:
+            continue
+        first = loc.first_divergent
+        if first is None:
+            lines.append(f"{name}: every node agrees with {result.reference}.")
+        else:
+            where = "the model input" if first.source is None else f"'{first.source}'"
+            cause = ("its input agrees, so the fault is in this node" if loc.input_agrees
+                     else "its input already differs")
+            lines.append(f"{name}: first divergent node '{first.path}' ({first.kind}): max rel error "
+                         f"{first.comparison.max_rel:.3e} (max abs {first.comparison.max_abs:.3e}); "
+                         f"fed by {where}: {cause}.")
+        if all_nodes or first is not None:
+            rows = [[n.path, n.kind, f"{n.comparison.max_abs:.3e}", f"{n.comparison.max_rel:.3e}",
+                     "ok" if n.comparison.passed else "DIVERGES"] for n in loc.nodes
+                    if all_nodes or n is first or not n.comparison.passed][: None if all_nodes else 8]
+            lines += ["  " + l for l in _table(["node", "type", "max abs", "max rel", ""], rows)]
+    return lines
+
+
+def text(result: ParityResult, all_nodes: bool = False) -> str:
+    shape = "x".join(map(str, result.input_shape))
+    lines = [f"parity: {result.model}  input {result.batch}x{shape}  {result.dtype}  seed {result.seed}  "
+             f"reference {result.reference}  tolerance max|out-ref| <= {result.atol:g} + {result.rtol:g}*max|ref|", ""]
+    lines += _table(["backend", "max abs", "max rel", "mean abs", "top-1", "verdict"], _summary_rows(result))
+    lines += ["", "seconds per phase"]
+    lines += _table(["backend"] + list(PHASES), _timing_rows(result))
+    localisation = _localisation_lines(result, all_nodes)
+    if localisation:
+        lines += ["", "per-node comparison"] + localisation
+    lines += ["", "ALL AGREE" if result.passed else "DISAGREEMENT"]
+    return "\n".join(lines)
+
+
+def as_dict(result: ParityResult) -> dict:
+    return {
+        "model": result.model, "backends": result.backends, "reference": result.reference,
+        "dtype": result.dtype, "input_shape": list(result.input_shape), "batch": result.batch,
+        "seed": result.seed, "rtol": result.rtol, "atol": result.atol, "passed": result.passed,
+        "comparisons": {name: {**r.comparison.as_dict(),
+                               **({"localisation": r.localisation.as_dict()} if r.localisation else {})}
+                        for name, r in result.results.items() if r.comparison is not None},
+        "timings_s": result.timings, "param_counts": {k: list(v) for k, v in result.param_counts.items()},
+        "versions": result.versions,
+    }
+
+
+def write_json(result: ParityResult, path: str) -> None:
+    with open(path, "w") as handle:
+        json.dump(as_dict(result), handle, indent=2, allow_nan=True)

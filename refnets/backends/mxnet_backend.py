@@ -1,0 +1,374 @@
+"""MXNet Gluon backend: interprets a spec into a tree of `HybridBlock`s whose
+children are registered under the spec's segment names, so the dotted paths of
+`_collect_params_with_prefix()` are the canonical names (BatchNorm's `gamma` and
+`beta` read as `weight` and `bias`).
+
+Where Gluon's own layers do not compute exactly what the spec says, the layer is
+realised explicitly: asymmetric conv padding as a zero pad before a valid conv,
+asymmetric or ceil-mode max pooling over an explicit -inf pad (MXNet's 'full'
+pooling convention does not follow PyTorch's ceil-mode rule), and such average
+pools as a zero-padded sum pool over the spec's divisor map."""
+
+from __future__ import annotations
+
+from typing import Dict, Sequence, Tuple
+
+import mxnet as mx
+import numpy as np
+from mxnet import autograd, gluon
+from mxnet.gluon import nn
+
+from .. import shapes
+from .. import spec as S
+from ..weights import Weights, check
+
+DTYPES = ("float32", "float64")
+CONTEXT = mx.cpu()
+
+# Gluon's BatchNorm parameter names -> the canonical ones.
+CANONICAL_PARAM = {"gamma": "weight", "beta": "bias"}
+
+
+def _symmetric(pad: S.Pad4):
+    t, b, l, r = pad
+    return (t, l) if (t == b and l == r) else None
+
+
+def _native_pool_padding(node):
+    """(ph, pw) when Gluon's own pooling computes exactly what the spec says:
+    symmetric padding of at most half the window (so no window is all padding)
+    and floor mode; else None."""
+    symmetric = _symmetric(node.padding)
+    if node.ceil_mode or symmetric is None:
+        return None
+    if any(p > k // 2 for p, k in zip(symmetric, node.kernel)):
+        return None
+    return symmetric
+
+
+def _pad_width(pad: S.Pad4) -> Tuple[int, ...]:
+    """(top, bottom, left, right) as `F.pad`'s pad_width over N, C, H, W."""
+    t, b, l, r = pad
+    return (0, 0, 0, 0, t, b, l, r)
+
+
+# ---------------------------------------------------------------------------- leaves
+
+
+class PaddedConv2D(nn.Conv2D):
+    """A conv with zero padding that may differ per side: an explicit zero pad,
+    then a valid conv. A subclass (not a wrapper) so its parameters stay
+    `<path>.weight` and `<path>.bias`."""
+
+    def __init__(self, side_padding: S.Pad4, **kwargs):
+        super().__init__(padding=0, **kwargs)
+        self._pad = _pad_width(side_padding)
+
+    def hybrid_forward(self, F, x, weight, bias=None):
+        padded = F.pad(x, mode="constant", pad_width=self._pad, constant_value=0)
+        return super().hybrid_forward(F, padded, weight, bias)
+
+
+class PaddedMaxPool(nn.HybridBlock):
+    """Max pool over an explicit -inf pad (the node's padding plus the ceil-mode
+    overhang), then a 'valid' (floor) pool."""
+
+    def __init__(self, node: S.MaxPool, window_padding: S.Pad4):
+        super().__init__()
+        self._pad = _pad_width(window_padding)
+        self._kernel, self._stride = tuple(node.kernel), tuple(node.stride)
+
+    def hybrid_forward(self, F, x):
+        padded = F.pad(x, mode="constant", pad_width=self._pad, constant_value=float("-inf"))
+        return F.Pooling(padded, kernel=self._kernel, stride=self._stride, pool_type="max",
+                         pooling_convention="valid")
+
+
+class DivisorAvgPool(nn.HybridBlock):
+    """Average pool as a zero-padded sum pool divided by the spec's divisor map
+    (`shapes.avgpool_divisors`), for padding or ceil mode that Gluon's AvgPool2D
+    cannot express. The divisor is a Gluon `Constant`, which is not a weight."""
+
+    def __init__(self, node: S.AvgPool, window_padding: S.Pad4, in_hw):
+        super().__init__()
+        self._pad = _pad_width(window_padding)
+        self._kernel, self._stride = tuple(node.kernel), tuple(node.stride)
+        divisor = shapes.avgpool_divisors(node, in_hw)
+        self.divisor = self.params.get_constant("divisor", mx.nd.array(divisor[None, None], dtype="float64"))
+
+    def hybrid_forward(self, F, x, divisor):
+        padded = F.pad(x, mode="constant", pad_width=self._pad, constant_value=0)
+        summed = F.Pooling(padded, kernel=self._kernel, stride=self._stride, pool_type="sum",
+                           pooling_convention="valid")
+        return F.broadcast_div(summed, divisor)
+
+
+class ZeroPad(nn.HybridBlock):
+    def __init__(self, padding: S.Pad4):
+        super().__init__()
+        self._pad = _pad_width(padding)
+
+    def hybrid_forward(self, F, x):
+        return F.pad(x, mode="constant", pad_width=self._pad, constant_value=0)
+
+
+class AdaptiveAvgPool(nn.HybridBlock):
+    """PyTorch's adaptive average pool; MXNet's contrib operator uses the same
+    windows (checked against PyTorch, upsampling included)."""
+
+    def __init__(self, output_size: S.Pair):
+        super().__init__()
+        self._output_size = tuple(output_size)
+
+    def hybrid_forward(self, F, x):
+        return F.contrib.AdaptiveAvgPooling2D(x, output_size=self._output_size)
+
+
+class GlobalAvgPool(nn.HybridBlock):
+    """Mean over H and W: (N, C, H, W) -> (N, C)."""
+
+    def hybrid_forward(self, F, x):
+        return F.mean(x, axis=(2, 3))
+
+
+class Identity(nn.HybridBlock):
+    """Passes its input through. A copy rather than the input itself, so a graph
+    whose output is its input stays a valid cached graph."""
+
+    def hybrid_forward(self, F, x):
+        return F.identity(x)
+
+
+# ------------------------------------------------------------------------ containers
+
+
+class SpecSequential(nn.HybridBlock):
+    """Runs its children in order; they are registered under the spec's segment names."""
+
+    def __init__(self, children: Dict[str, nn.HybridBlock]):
+        super().__init__()
+        for name, block in children.items():
+            self.register_child(block, name)
+
+    def hybrid_forward(self, F, x):
+        if not self._children:
+            return F.identity(x)
+        for block in self._children.values():
+            x = block(x)
+        return x
+
+
+class SpecParallel(nn.HybridBlock):
+    """Every branch gets the same input; outputs are concatenated along channels
+    (in branch order) or added element-wise."""
+
+    def __init__(self, branches: Dict[str, nn.HybridBlock], merge: str):
+        super().__init__()
+        for name, block in branches.items():
+            self.register_child(block, name)
+        self._merge = merge
+
+    def hybrid_forward(self, F, x):
+        outs = [branch(x) for branch in self._children.values()]
+        if self._merge == "add":
+            total = outs[0]
+            for out in outs[1:]:
+                total = total + out
+            return total
+        return F.concat(*outs, dim=1)
+
+
+# --------------------------------------------------------------------------- builders
+
+
+def _conv(node: S.Conv2d, info: shapes.NodeInfo) -> nn.HybridBlock:
+    common = dict(channels=node.out_channels, kernel_size=tuple(node.kernel), strides=tuple(node.stride),
+                  dilation=tuple(node.dilation), groups=node.groups, use_bias=node.bias,
+                  in_channels=info.in_shape[0], layout="NCHW")
+    symmetric = _symmetric(node.padding)
+    if symmetric is not None:
+        return nn.Conv2D(padding=symmetric, **common)
+    return PaddedConv2D(side_padding=node.padding, **common)
+
+
+def _maxpool(node: S.MaxPool, info: shapes.NodeInfo) -> nn.HybridBlock:
+    native = _native_pool_padding(node)
+    if native is not None:
+        return nn.MaxPool2D(pool_size=tuple(node.kernel), strides=tuple(node.stride), padding=native)
+    return PaddedMaxPool(node, shapes.pool_window_padding(node, info.in_shape[1:]))
+
+
+def _avgpool(node: S.AvgPool, info: shapes.NodeInfo) -> nn.HybridBlock:
+    native = _native_pool_padding(node)
+    if native is not None:
+        return nn.AvgPool2D(pool_size=tuple(node.kernel), strides=tuple(node.stride), padding=native,
+                            count_include_pad=node.count_include_pad)
+    in_hw = info.in_shape[1:]
+    return DivisorAvgPool(node, shapes.pool_window_padding(node, in_hw), in_hw)
+
+
+def _leaf(node: S.Node, info: shapes.NodeInfo) -> nn.HybridBlock:
+    if isinstance(node, S.Conv2d):
+        return _conv(node, info)
+    if isinstance(node, S.Dense):
+        return nn.Dense(node.out_features, use_bias=node.bias, flatten=False, in_units=info.in_shape[0])
+    if isinstance(node, S.BatchNorm):
+        return nn.BatchNorm(axis=1, momentum=1.0 - node.momentum, epsilon=node.eps, in_channels=info.in_shape[0])
+    if isinstance(node, S.Activation):
+        return nn.Activation(node.kind)
+    if isinstance(node, S.MaxPool):
+        return _maxpool(node, info)
+    if isinstance(node, S.AvgPool):
+        return _avgpool(node, info)
+    if isinstance(node, S.GlobalAvgPool):
+        return GlobalAvgPool()
+    if isinstance(node, S.AdaptiveAvgPool):
+        return AdaptiveAvgPool(node.output_size)
+    if isinstance(node, S.ZeroPad):
+        return ZeroPad(node.padding)
+    if isinstance(node, S.Flatten):
+        return nn.Flatten()
+    if isinstance(node, S.Dropout):
+        return nn.Dropout(node.rate)
+    if isinstance(node, S.Identity):
+        return Identity()
+    raise TypeError(f"mxnet backend: unsupported node type {type(node).__name__}")
+
+
+def _block(node: S.Node, path: str, infos) -> nn.HybridBlock:
+    if isinstance(node, (S.Sequential, S.Parallel)):
+        kids = {}
+        for index, child in enumerate(S.children_of(node)):
+            segment = S.child_segment(child, index)
+            kids[segment] = _block(child, S.join(path, segment), infos)
+        if isinstance(node, S.Sequential):
+            return SpecSequential(kids)
+        return SpecParallel(kids, node.merge)
+    return _leaf(node, infos[path])
+
+
+def _check_output_shape(net: nn.HybridBlock, model: S.ModelSpec) -> None:
+    """Fail loudly if Gluon's shape for the spec's input differs from the spec's
+    (symbolic shape inference: nothing is computed)."""
+    symbol = net(mx.sym.var("data"))
+    _, out_shapes, _ = symbol.infer_shape(data=(1,) + tuple(model.input_shape))
+    got = tuple(out_shapes[0][1:])
+    expected = tuple(shapes.output_shape(model))
+    if got != expected:
+        raise RuntimeError(f"mxnet backend: model {model.name!r} gives output shape {got} for input "
+                           f"{tuple(model.input_shape)}, but the spec says {expected}")
+
+
+def build(model: S.ModelSpec, dtype: str = "float32") -> nn.HybridBlock:
+    """A hybridized `HybridBlock`, initialised by Gluon's own initialisers
+    (He-normal kernels via `Xavier`, the layers' default zero biases and unit
+    BatchNorm statistics)."""
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype must be one of {DTYPES}, got {dtype!r}")
+    infos = shapes.infer(model)
+    net = _block(model.root, "", infos)
+    net.initialize(mx.init.Xavier(rnd_type="gaussian", factor_type="in", magnitude=2), ctx=CONTEXT)
+    net.cast(dtype)
+    net.hybridize()
+    _check_output_shape(net, model)
+    net.refnets_spec = model
+    net.refnets_dtype = dtype
+    return net
+
+
+# --------------------------------------------------------------------------- weights
+
+
+def _canonical(name: str) -> str:
+    prefix, _, param = name.rpartition(".")
+    return S.join(prefix, CANONICAL_PARAM.get(param, param))
+
+
+def _params(model: nn.HybridBlock) -> Dict[str, gluon.Parameter]:
+    """Canonical name -> Gluon parameter, BatchNorm statistics included; constants
+    (an average pool's divisor map) are not weights."""
+    return {_canonical(k): p for k, p in model._collect_params_with_prefix().items()
+            if not isinstance(p, gluon.Constant)}
+
+
+def get_weights(model: nn.HybridBlock) -> Weights:
+    return {k: p.data().asnumpy() for k, p in _params(model).items()}
+
+
+def set_weights(model: nn.HybridBlock, weights: Weights) -> None:
+    params = _params(model)
+    check({k: tuple(p.shape) for k, p in params.items()}, weights)
+    for name, param in params.items():
+        param.set_data(mx.nd.array(np.asarray(weights[name], dtype=param.dtype), ctx=CONTEXT, dtype=param.dtype))
+
+
+def count_params(model: nn.HybridBlock) -> Tuple[int, int]:
+    sizes = [(int(np.prod(p.shape)), p.grad_req != "null") for p in _params(model).values()]
+    return sum(n for n, trainable in sizes if trainable), sum(n for n, _ in sizes)
+
+
+# --------------------------------------------------------------------------- forward
+
+
+def _dtype(model: nn.HybridBlock):
+    params = _params(model)
+    if params:
+        return next(iter(params.values())).dtype
+    return getattr(model, "refnets_dtype", "float32")
+
+
+def _blocks_at(model: nn.HybridBlock, paths: Sequence[str]) -> Dict[str, nn.HybridBlock]:
+    """The block of every spec path; KeyError naming the paths the spec lacks."""
+    known = {path for path, _ in model.refnets_spec.walk()}
+    unknown = [p for p in paths if p not in known]
+    if unknown:
+        raise KeyError(f"no node(s) {unknown} in the model")
+    blocks = {}
+    for path in paths:
+        block = model
+        for segment in path.split(".") if path else ():
+            block = block._children[segment]
+        blocks[path] = block
+    return blocks
+
+
+def _forward_capturing(model: nn.HybridBlock, x: mx.nd.NDArray, capture: Sequence[str]):
+    """A hybridized block runs one cached graph and fires no child hooks, so the
+    model runs imperatively (the same operators) with forward hooks, and is
+    hybridized again afterwards."""
+    blocks = _blocks_at(model, capture)
+    store: Dict[str, np.ndarray] = {}
+
+    def hook_for(path):
+        def hook(_block, _inputs, output):
+            store[path] = output.asnumpy()
+        return hook
+
+    handles = [blocks[p].register_forward_hook(hook_for(p)) for p in capture]
+    model.hybridize(False)
+    try:
+        out = model(x)
+    finally:
+        for handle in handles:
+            handle.detach()
+        model.hybridize()
+    return out, store
+
+
+def forward(model: nn.HybridBlock, x: np.ndarray,
+            capture: Sequence[str] = ()) -> Tuple[np.ndarray, Dict[str, np.ndarray]]:
+    """Inference-mode forward of a channels-first batch (no autograd recording,
+    BatchNorm on running statistics, dropout off); optionally the outputs of the
+    spec nodes named in `capture`."""
+    data = mx.nd.array(np.ascontiguousarray(x), ctx=CONTEXT, dtype=_dtype(model))
+    capture = list(capture)
+    with autograd.pause(train_mode=False):
+        if capture:
+            out, store = _forward_capturing(model, data, capture)
+        else:
+            out, store = model(data), {}
+    return out.asnumpy(), store
+
+
+def versions() -> Dict[str, str]:
+    return {"mxnet": mx.__version__}
