@@ -1,1 +1,3 @@
-"""Reproducible measurements (not timed tests): `python -m benchmarks.agreement`."""
+"""Reproducible measurements (not timed tests): `python -m benchmarks` (latency against
+the frameworks' zoos, the parity harness against its parts, memory, start-up) and
+`python -m benchmarks.agreement` (cross-backend agreement)."""

@@ -1,4 +1,7 @@
 """python -m parity MODEL [--backends torch,mxnet,keras] ... : do the frameworks agree?
+python -m parity MODEL --against ZOO [--backends ...] ...     : does our model compute
+what the framework's own zoo model computes? (ZOO: keras, gluon, torchvision;
+MODEL: our name or the zoo's; `--list --against ZOO` lists what a zoo reproduces)
 
 Exit codes: 0 all backends agree within tolerance, 1 some disagree, 2 usage or
 environment error."""
@@ -8,11 +11,12 @@ from __future__ import annotations
 import argparse
 import sys
 
-from refnets import registry
+from refnets import registry, zoo_import
 from refnets.cliargs import parse_option, parse_shape
 
 from . import report
-from .runner import DTYPES, USAGE_ERRORS, run
+from .conformance import run_against
+from .runner import DTYPES, USAGE_ERRORS, ParityUsageError, run
 
 
 def _backends(text: str):
@@ -25,6 +29,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--list", action="store_true", help="list the models and exit")
     p.add_argument("--backends", type=_backends, help="comma-separated, default: every installed backend")
     p.add_argument("--reference", help="backend the others are compared with (default: the first)")
+    p.add_argument("--against", metavar="ZOO", choices=("keras", "gluon", "torchvision"),
+                   help="compare every backend with this zoo's own model (keras, gluon, torchvision): its own "
+                        "initialisation, BatchNorm randomised, weights imported")
     p.add_argument("--batch", type=int, default=2)
     p.add_argument("--input-shape", type=parse_shape, metavar="C,H,W", help="default: the model's")
     p.add_argument("--dtype", choices=DTYPES, default="float32")
@@ -48,16 +55,27 @@ def _progress(message: str) -> None:
 def main(argv=None) -> int:
     args = parser().parse_args(argv)
     if args.list:
-        print("\n".join(registry.list_models()))
+        print("\n".join(zoo_import.supported(args.against) if args.against else registry.list_models()))
         return 0
     if not args.model:
         print("error: name a model (see python -m parity --list)", file=sys.stderr)
         return 2
+    progress = None if args.quiet else _progress
     try:
-        result = run(args.model, backends=args.backends, reference=args.reference, batch=args.batch,
-                     input_shape=args.input_shape, dtype=args.dtype, seed=args.seed, rtol=args.rtol,
-                     atol=args.atol, weights=args.weights, save_weights=args.save_weights, layers=args.layers,
-                     options=dict(args.option), progress=None if args.quiet else _progress)
+        if args.against:
+            for flag, value in (("--reference", args.reference), ("--weights", args.weights)):
+                if value is not None:
+                    raise ParityUsageError(f"{flag} does not apply to a zoo run: the zoo model is the reference "
+                                           f"and its weights are the ones compared")
+            result = run_against(args.model, args.against, backends=args.backends, batch=args.batch,
+                                 input_shape=args.input_shape, dtype=args.dtype, seed=args.seed, rtol=args.rtol,
+                                 atol=args.atol, save_weights=args.save_weights, layers=args.layers,
+                                 options=dict(args.option), progress=progress)
+        else:
+            result = run(args.model, backends=args.backends, reference=args.reference, batch=args.batch,
+                         input_shape=args.input_shape, dtype=args.dtype, seed=args.seed, rtol=args.rtol,
+                         atol=args.atol, weights=args.weights, save_weights=args.save_weights, layers=args.layers,
+                         options=dict(args.option), progress=progress)
     except USAGE_ERRORS as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

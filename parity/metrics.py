@@ -26,14 +26,13 @@ def compare(out: np.ndarray, ref: np.ndarray, rtol: float, atol: float) -> Compa
     """Pass iff shapes match, everything is finite and max|out-ref| <= atol + rtol*max|ref|."""
     if out.shape != ref.shape:
         return Comparison(float("inf"), float("inf"), float("inf"), float("nan"), False, None, False)
-    a, b = out.astype(np.float64), ref.astype(np.float64)
-    finite = bool(np.all(np.isfinite(a)) and np.all(np.isfinite(b)))
-    diff = np.abs(a - b)
+    finite = bool(np.all(np.isfinite(out)) and np.all(np.isfinite(ref)))
+    diff = np.abs(np.subtract(out, ref, dtype=np.float64))  # one float64 temporary, no copies
     max_abs = float(np.max(diff)) if diff.size else 0.0
-    scale = float(np.max(np.abs(b))) if b.size else 0.0
+    scale = float(np.max(np.abs(ref))) if ref.size else 0.0
     max_rel = max_abs / scale if scale > 0 else (0.0 if max_abs == 0 else float("inf"))
     top1 = None
-    if a.ndim == 2 and a.shape[1] > 1:
-        top1 = float(np.mean(np.argmax(a, axis=1) == np.argmax(b, axis=1)))
+    if out.ndim == 2 and out.shape[1] > 1:
+        top1 = float(np.mean(np.argmax(out, axis=1) == np.argmax(ref, axis=1)))
     passed = finite and max_abs <= atol + rtol * scale
     return Comparison(max_abs, max_rel, float(np.mean(diff)) if diff.size else 0.0, scale, finite, top1, passed)

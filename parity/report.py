@@ -50,11 +50,17 @@ def _localisation_lines(result: ParityResult, all_nodes: bool) -> List[str]:
             lines.append(f"{name}: every node agrees with {result.reference}.")
         else:
             where = "the model input" if first.source is None else f"'{first.source}'"
-            cause = ("its input agrees, so the fault is in this node" if loc.input_agrees
-                     else "its input already differs")
+            if loc.direct:
+                fed = f"fed by {where}"
+                cause = ("its input agrees, so the fault is in this node" if loc.input_agrees
+                         else "its input already differs")
+            else:
+                fed = f"nearest compared node upstream: {where}"
+                cause = ("it agrees, so the fault is in this node or between them" if loc.input_agrees
+                         else "it already differs")
             lines.append(f"{name}: first divergent node '{first.path}' ({first.kind}): max rel error "
                          f"{first.comparison.max_rel:.3e} (max abs {first.comparison.max_abs:.3e}); "
-                         f"fed by {where}: {cause}.")
+                         f"{fed}: {cause}.")
         if all_nodes or first is not None:
             rows = [[n.path, n.kind, f"{n.comparison.max_abs:.3e}", f"{n.comparison.max_rel:.3e}",
                      "ok" if n.comparison.passed else "DIVERGES"] for n in loc.nodes
@@ -65,7 +71,11 @@ def _localisation_lines(result: ParityResult, all_nodes: bool) -> List[str]:
 
 def text(result: ParityResult, all_nodes: bool = False) -> str:
     shape = "x".join(map(str, result.input_shape))
-    lines = [f"parity: {result.model}  input {result.batch}x{shape}  {result.dtype}  seed {result.seed}  "
+    model = result.model
+    if result.against:
+        options = ", ".join(f"{k}={v}" for k, v in result.options.items())
+        model = f"{model}{f' ({options})' if options else ''} against {result.reference} {result.zoo_model}"
+    lines = [f"parity: {model}  input {result.batch}x{shape}  {result.dtype}  seed {result.seed}  "
              f"reference {result.reference}  tolerance max|out-ref| <= {result.atol:g} + {result.rtol:g}*max|ref|", ""]
     lines += _table(["backend", "max abs", "max rel", "mean abs", "top-1", "verdict"], _summary_rows(result))
     lines += ["", "seconds per phase"]
@@ -79,7 +89,8 @@ def text(result: ParityResult, all_nodes: bool = False) -> str:
 
 def as_dict(result: ParityResult) -> dict:
     return {
-        "model": result.model, "backends": result.backends, "reference": result.reference,
+        "model": result.model, "options": result.options, "against": result.against, "zoo_model": result.zoo_model,
+        "backends": result.backends, "reference": result.reference,
         "dtype": result.dtype, "input_shape": list(result.input_shape), "batch": result.batch,
         "seed": result.seed, "rtol": result.rtol, "atol": result.atol, "passed": result.passed,
         "comparisons": {name: {**r.comparison.as_dict(),

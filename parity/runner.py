@@ -16,6 +16,7 @@ from refnets import backends as B
 from refnets import registry
 from refnets import spec as S
 from refnets import weights as W
+from refnets.zoo_import import UnknownZooError
 
 from .localise import Localisation, capture_paths, localise
 from .metrics import Comparison, compare
@@ -30,7 +31,7 @@ class ParityUsageError(Exception):
 
 USAGE_ERRORS = (registry.UnknownModelError, registry.BadOptionError, B.UnknownBackendError,
                 B.BackendUnavailableError, refnets.InputTooSmallError, W.WeightFileError,
-                W.WeightMismatchError, ParityUsageError)
+                W.WeightMismatchError, ParityUsageError, UnknownZooError)
 
 
 @dataclass
@@ -55,6 +56,9 @@ class ParityResult:
     timings: Dict[str, Dict[str, float]] = field(default_factory=dict)  # phase -> backend -> seconds
     versions: Dict[str, str] = field(default_factory=dict)
     param_counts: Dict[str, tuple] = field(default_factory=dict)
+    options: Dict[str, object] = field(default_factory=dict)  # the model options used
+    against: Optional[str] = None  # a zoo run (`run_against`): the zoo, whose model is the reference
+    zoo_model: Optional[str] = None  # the zoo's own name for it
 
     @property
     def passed(self) -> bool:
@@ -124,7 +128,8 @@ def run(model: Union[str, S.ModelSpec], backends: Optional[Sequence[str]] = None
     default_rtol, default_atol = tolerance(spec.name, dtype)
     result = ParityResult(model=spec.name, backends=chosen, reference=chosen[0], dtype=dtype,
                           input_shape=tuple(spec.input_shape), batch=batch, seed=seed,
-                          rtol=default_rtol if rtol is None else rtol, atol=default_atol if atol is None else atol)
+                          rtol=default_rtol if rtol is None else rtol, atol=default_atol if atol is None else atol,
+                          options=dict(spec.options))
     canonical = _canonical_weights(spec, weights, seed, dtype)
     if save_weights:
         W.save(save_weights, canonical)

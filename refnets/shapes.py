@@ -186,6 +186,7 @@ def output_shape(model: S.ModelSpec, input_shape=None) -> Shape:
 
 BN_PARAMS = ("weight", "bias", "running_mean", "running_var")
 BN_TRAINABLE = ("weight", "bias")
+BN_STATISTICS = ("running_mean", "running_var")
 
 
 def node_param_shapes(info: NodeInfo) -> Dict[str, Shape]:
@@ -202,7 +203,7 @@ def node_param_shapes(info: NodeInfo) -> Dict[str, Shape]:
             shapes["bias"] = (node.out_features,)
         return shapes
     if isinstance(node, S.BatchNorm):
-        return {p: (info.in_shape[0],) for p in BN_PARAMS}
+        return {p: (info.in_shape[0],) for p in (BN_PARAMS if node.affine else BN_STATISTICS)}
     return {}
 
 

@@ -89,10 +89,15 @@ class Dense(Node):
 
 @dataclass(frozen=True, kw_only=True)
 class BatchNorm(Node):
-    """Inference: (x - running_mean) / sqrt(running_var + eps) * weight + bias."""
+    """Inference: (x - running_mean) / sqrt(running_var + eps) * weight + bias.
+
+    `affine=False`: no learned scale and shift (weight 1, bias 0), as Gluon's
+    `BatchNorm(scale=False, center=False)` on the input of its ResNet v2; the node
+    then holds only `running_mean` and `running_var`."""
 
     eps: float = 1e-5
     momentum: float = 0.1  # PyTorch convention: weight of the new batch statistic
+    affine: bool = True
 
     @property
     def has_params(self) -> bool:

@@ -72,13 +72,16 @@ def _draw(rng: np.random.Generator, name: str, shape: tuple) -> np.ndarray:
 def randomize_batchnorm(weights: Mapping[str, np.ndarray], seed: int = 0) -> Weights:
     """A copy of `weights` with every BatchNorm's scale, shift and running
     statistics redrawn (seeded), so default statistics (0 mean, 1 variance)
-    cannot hide a BatchNorm bug. A BatchNorm is recognised by its running_mean."""
+    cannot hide a BatchNorm bug. A BatchNorm is recognised by its running_mean;
+    an affine-free one (no weight, bias) gets new statistics only."""
     rng = np.random.default_rng(seed)
     out = dict(weights)
     prefixes = [k[: -len(".running_mean")] for k in sorted(weights) if k.endswith(".running_mean")]
     for prefix in prefixes:
         for param in shapes.BN_PARAMS:
             key = f"{prefix}.{param}"
+            if key not in weights:  # an affine-free BatchNorm
+                continue
             out[key] = _draw(rng, key, weights[key].shape).astype(weights[key].dtype)
     return out
 

@@ -25,9 +25,18 @@ def _shape_arg(name):
     return ",".join(map(str, SMALL_INPUTS[name]))
 
 
+def _cli_cases():
+    """Every foundation model in float32; float64 too for all but the 100M+-parameter
+    VGGs, whose float64 agreement test_backends covers (vgg11) or the slow set does."""
+    cases = [pytest.param(name, "float32", id=f"{name}-float32") for name in sorted(SMALL_INPUTS)]
+    cases += [pytest.param(name, "float64", id=f"{name}-float64",
+                           marks=[pytest.mark.slow] if name.startswith("vgg") else [])
+              for name in sorted(SMALL_INPUTS)]
+    return cases
+
+
 @needs_three
-@pytest.mark.parametrize("name", sorted(SMALL_INPUTS))
-@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("name,dtype", _cli_cases())
 def test_cli_agrees_on_every_foundation_model(name, dtype, capsys):
     code = main([name, "--backends", "torch,mxnet,keras", "--input-shape", _shape_arg(name), "--dtype", dtype,
                  "--quiet"])

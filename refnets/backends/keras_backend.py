@@ -235,7 +235,7 @@ def _leaf(node: S.Node, info: shapes.NodeInfo, x, name: str, dtype: str):
         layer = keras.layers.Dense(node.out_features, use_bias=node.bias, dtype=dtype, name=name)
     elif isinstance(node, S.BatchNorm):
         layer = keras.layers.BatchNormalization(axis=-1, epsilon=node.eps, momentum=1.0 - node.momentum,
-                                                dtype=dtype, name=name)
+                                                scale=node.affine, center=node.affine, dtype=dtype, name=name)
     elif isinstance(node, S.Activation):
         layer = keras.layers.Activation(node.kind, dtype=dtype, name=name)
     elif isinstance(node, S.GlobalAvgPool):
@@ -356,20 +356,48 @@ def _inverse(order):
     return None if order is None else tuple(int(i) for i in np.argsort(order))
 
 
+# A Keras Dense fed by a channels-last Flatten of an (H, W, C) map (keras.applications'
+# VGG): its kernel rows are in H, W, C order, the canonical dense columns in C, H, W.
+NHWC_DENSE = "dense_nhwc"
+
+
+def to_canonical(array: np.ndarray, layout: str, hwc=None) -> np.ndarray:
+    """A Keras variable in the canonical layout: "conv" HWIO -> OIHW, "dense"
+    (in, out) -> (out, in), "vector" unchanged, NHWC_DENSE (H*W*C, out) ->
+    (out, C*H*W) given the flattened map's (H, W, C)."""
+    if layout == NHWC_DENSE:
+        h, w, c = hwc
+        out = np.asarray(array).T.reshape(-1, h, w, c)
+        return np.ascontiguousarray(out.transpose(0, 3, 1, 2).reshape(out.shape[0], c * h * w))
+    return _permute(np.asarray(array), _TO_CANONICAL[layout])
+
+
+def from_canonical(array: np.ndarray, layout: str, hwc=None) -> np.ndarray:
+    """The inverse of `to_canonical`: a canonical array in Keras's layout."""
+    if layout == NHWC_DENSE:
+        h, w, c = hwc
+        out = np.asarray(array).reshape(-1, c, h, w).transpose(0, 2, 3, 1)
+        return np.ascontiguousarray(out.reshape(out.shape[0], h * w * c).T)
+    return _permute(np.asarray(array), _inverse(_TO_CANONICAL[layout]))
+
+
+def canonical_shape(shape, layout: str, hwc=None) -> Tuple[int, ...]:
+    """The canonical shape of a Keras variable of `shape` in `layout`."""
+    if layout == NHWC_DENSE:
+        return (int(shape[1]), int(shape[0]))
+    order = _TO_CANONICAL[layout]
+    return tuple(int(v) for v in shape) if order is None else tuple(int(shape[i]) for i in order)
+
+
 def get_weights(model: keras.Model) -> Weights:
-    return {name: _permute(ops.convert_to_numpy(var), _TO_CANONICAL[layout])
-            for name, (var, layout) in _slots(model).items()}
+    return {name: to_canonical(ops.convert_to_numpy(var), layout) for name, (var, layout) in _slots(model).items()}
 
 
 def set_weights(model: keras.Model, weights: Weights) -> None:
     slots = _slots(model)
-    expected = {}
+    check({name: canonical_shape(var.shape, layout) for name, (var, layout) in slots.items()}, weights)
     for name, (var, layout) in slots.items():
-        order = _TO_CANONICAL[layout]
-        expected[name] = tuple(var.shape) if order is None else tuple(var.shape[i] for i in order)
-    check(expected, weights)
-    for name, (var, layout) in slots.items():
-        var.assign(_permute(np.asarray(weights[name], dtype=var.dtype), _inverse(_TO_CANONICAL[layout])))
+        var.assign(from_canonical(np.asarray(weights[name], dtype=var.dtype), layout))
 
 
 # ------------------------------------------------------------------------- running

@@ -213,7 +213,10 @@ def _leaf(node: S.Node, info: shapes.NodeInfo) -> nn.HybridBlock:
     if isinstance(node, S.Dense):
         return nn.Dense(node.out_features, use_bias=node.bias, flatten=False, in_units=info.in_shape[0])
     if isinstance(node, S.BatchNorm):
-        return nn.BatchNorm(axis=1, momentum=1.0 - node.momentum, epsilon=node.eps, in_channels=info.in_shape[0])
+        # scale=False, center=False: Gluon still holds gamma (ignored: fix_gamma) and beta
+        # (kept at its zero initialisation); neither is a canonical weight (see `_params`).
+        return nn.BatchNorm(axis=1, momentum=1.0 - node.momentum, epsilon=node.eps, in_channels=info.in_shape[0],
+                            scale=node.affine, center=node.affine)
     if isinstance(node, S.Activation):
         return nn.Activation(node.kind)
     if isinstance(node, S.MaxPool):
@@ -284,11 +287,20 @@ def _canonical(name: str) -> str:
     return S.join(prefix, CANONICAL_PARAM.get(param, param))
 
 
+def _fixed_params(model_spec: S.ModelSpec) -> set:
+    """Gluon parameter names that are no canonical weights: the gamma and beta an
+    affine-free BatchNorm still holds (constant 1 and 0, never trained)."""
+    return {S.join(path, p) for path, node in model_spec.walk()
+            if isinstance(node, S.BatchNorm) and not node.affine for p in ("gamma", "beta")}
+
+
 def _params(model: nn.HybridBlock) -> Dict[str, gluon.Parameter]:
     """Canonical name -> Gluon parameter, BatchNorm statistics included; constants
-    (an average pool's divisor map) are not weights."""
+    (an average pool's divisor map) and an affine-free BatchNorm's fixed gamma and
+    beta are not weights."""
+    fixed = _fixed_params(model.refnets_spec)
     return {_canonical(k): p for k, p in model._collect_params_with_prefix().items()
-            if not isinstance(p, gluon.Constant)}
+            if not isinstance(p, gluon.Constant) and k not in fixed}
 
 
 def get_weights(model: nn.HybridBlock) -> Weights:

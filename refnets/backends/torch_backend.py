@@ -132,7 +132,7 @@ def _leaf(node: S.Node, info: shapes.NodeInfo, dtype) -> nn.Module:
         return nn.Linear(info.in_shape[0], node.out_features, bias=node.bias)
     if isinstance(node, S.BatchNorm):
         cls = nn.BatchNorm2d if len(info.in_shape) == 3 else nn.BatchNorm1d
-        return cls(info.in_shape[0], eps=node.eps, momentum=node.momentum)
+        return cls(info.in_shape[0], eps=node.eps, momentum=node.momentum, affine=node.affine)
     if isinstance(node, S.Activation):
         return ACTIVATIONS[node.kind]()
     if isinstance(node, S.MaxPool):

@@ -14,8 +14,8 @@ def dense(name: str, out: int, bias: bool = True) -> S.Dense:
     return S.Dense(name=name, out_features=out, bias=bias)
 
 
-def bn(name: str, eps: float = 1e-5, momentum: float = 0.1) -> S.BatchNorm:
-    return S.BatchNorm(name=name, eps=eps, momentum=momentum)
+def bn(name: str, eps: float = 1e-5, momentum: float = 0.1, affine: bool = True) -> S.BatchNorm:
+    return S.BatchNorm(name=name, eps=eps, momentum=momentum, affine=affine)
 
 
 def act(name: str, kind: str = "relu") -> S.Activation:
