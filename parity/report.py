@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from typing import List
 
 from .runner import ParityResult
@@ -101,6 +102,17 @@ def as_dict(result: ParityResult) -> dict:
     }
 
 
+def _strict(value):
+    """NaN and Inf as null (with `finite: false` beside them): strict JSON for any parser."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _strict(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_strict(v) for v in value]
+    return value
+
+
 def write_json(result: ParityResult, path: str) -> None:
     with open(path, "w") as handle:
-        json.dump(as_dict(result), handle, indent=2, allow_nan=True)
+        json.dump(_strict(as_dict(result)), handle, indent=2, allow_nan=False)

@@ -195,3 +195,4 @@ def _localise_all(result, spec, impls, nets, x, say) -> None:
         with _timed(result, "localise", name):
             _, acts = impls[name].forward(nets[name], x, capture=paths)
             result.results[name].localisation = localise(spec, ref_acts, acts, result.rtol, result.atol)
+            del acts  # one backend's node outputs at a time beside the reference's

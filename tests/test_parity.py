@@ -71,16 +71,16 @@ def test_a_perturbed_weight_fails_and_is_localised(backend, monkeypatch, capsys,
     if backend not in INSTALLED:
         pytest.skip(f"{backend} not installed")
     others = [b for b in INSTALLED if b != backend]
-    _perturbing(monkeypatch, backend, "features.block2.conv1.weight")
+    _perturbing(monkeypatch, backend, "block2.mlp1.weight")
     out_json = tmp_path / "r.json"
-    code = main(["vgg11", "--backends", f"{others[0]},{backend}", "--input-shape", "3,32,32", "--quiet",
+    code = main(["nin", "--backends", f"{others[0]},{backend}", "--input-shape", _shape_arg("nin"), "--quiet",
                  "--json", str(out_json)])
     text = capsys.readouterr().out
     assert code == 1, text
-    assert "first divergent node 'features.block2.conv1' (Conv2d)" in text
+    assert "first divergent node 'block2.mlp1' (Conv2d)" in text
     assert "its input agrees, so the fault is in this node" in text
     first = json.loads(out_json.read_text())["comparisons"][backend]["localisation"]["first_divergent"]
-    assert first["node"] == "features.block2.conv1" and first["input_agrees"] is True
+    assert first["node"] == "block2.mlp1" and first["input_agrees"] is True
 
 
 def _resnet_with_eps(model_spec, path, eps):
@@ -101,7 +101,7 @@ def test_a_changed_batchnorm_eps_in_one_block_fails_and_is_localised(monkeypatch
 
 
 @needs_two
-def test_nan_never_passes(monkeypatch, capsys):
+def test_nan_never_passes(monkeypatch, capsys, tmp_path):
     impl = backends.get(INSTALLED[1])
     original = impl.forward
 
@@ -110,9 +110,16 @@ def test_nan_never_passes(monkeypatch, capsys):
         return out * np.nan, acts
 
     monkeypatch.setattr(impl, "forward", forward)
-    code = main(["lenet", "--backends", ",".join(INSTALLED[:2]), "--quiet", "--atol", "1e9"])
+    path = tmp_path / "nan.json"
+    code = main(["lenet", "--backends", ",".join(INSTALLED[:2]), "--quiet", "--atol", "1e9", "--json", str(path)])
     assert code == 1
     assert "NaN/Inf" in capsys.readouterr().out
+
+    def refuse(token):
+        raise ValueError(f"non-standard JSON constant {token}")
+
+    figures = json.loads(path.read_text(), parse_constant=refuse)["comparisons"][INSTALLED[1]]
+    assert figures["finite"] is False and figures["passed"] is False and figures["max_abs"] is None
 
 
 def test_compare_figures():

@@ -276,6 +276,7 @@ def build(model: S.ModelSpec, dtype: str = "float32") -> nn.HybridBlock:
     _check_output_shape(net, model)
     net.refnets_spec = model
     net.refnets_dtype = dtype
+    mx.nd.waitall()  # initialisation runs asynchronously: finish it inside build, not in whatever comes next
     return net
 
 
