@@ -185,7 +185,6 @@ def output_shape(model: S.ModelSpec, input_shape=None) -> Shape:
 # ------------------------------------------------------------------------ parameters
 
 BN_PARAMS = ("weight", "bias", "running_mean", "running_var")
-BN_TRAINABLE = ("weight", "bias")
 BN_STATISTICS = ("running_mean", "running_var")
 
 
@@ -216,10 +215,6 @@ def param_shapes(model: S.ModelSpec, input_shape=None) -> Dict[str, Shape]:
     return shapes
 
 
-def is_trainable(name: str, model: S.ModelSpec) -> bool:
-    return not name.endswith((".running_mean", ".running_var"))
-
-
 @dataclass(frozen=True)
 class Counts:
     trainable: int
@@ -244,7 +239,7 @@ def counts(model: S.ModelSpec, input_shape=None) -> Counts:
         for param, shape in node_param_shapes(info).items():
             size = math.prod(shape)
             total += size
-            if param not in ("running_mean", "running_var"):
+            if param not in BN_STATISTICS:
                 trainable += size
     macs = sum(node_macs(i) for i in infos.values())
     return Counts(trainable=trainable, total=total, macs=macs)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import importlib
 from types import ModuleType
-from typing import Dict, List
+from typing import List
 
 BACKENDS = ("torch", "mxnet", "keras")
 EXTRAS = {"torch": "torch", "mxnet": "mxnet", "keras": "keras"}
@@ -54,9 +54,3 @@ def is_installed(name: str) -> bool:
 
 def installed() -> List[str]:
     return [b for b in BACKENDS if is_installed(b)]
-
-
-def loaded() -> Dict[str, ModuleType]:
-    import sys
-
-    return {b: sys.modules[f"{__name__}.{m}"] for b, m in _MODULES.items() if f"{__name__}.{m}" in sys.modules}
