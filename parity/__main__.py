@@ -2,6 +2,9 @@
 python -m parity MODEL --against ZOO [--backends ...] ...     : does our model compute
 what the framework's own zoo model computes? (ZOO: keras, gluon, torchvision;
 MODEL: our name or the zoo's; `--list --against ZOO` lists what a zoo reproduces)
+python -m parity MODEL --port MODULE:CALLABLE [--port-backend torch]: does your own
+hand-written model (CALLABLE returns it; MODULE may be a .py file) compute what
+MODEL computes? Our weights are mapped onto it by structure, not names.
 
 Exit codes: 0 all backends agree within tolerance, 1 some disagree, 2 usage or
 environment error."""
@@ -14,8 +17,9 @@ import sys
 from refnets import registry, zoo_import
 from refnets.cliargs import parse_option, parse_shape
 
-from . import report
+from . import port_report, report
 from .conformance import run_against
+from .port import run_port
 from .runner import DTYPES, USAGE_ERRORS, ParityUsageError, run
 
 
@@ -32,6 +36,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--against", metavar="ZOO", choices=("keras", "gluon", "torchvision"),
                    help="compare every backend with this zoo's own model (keras, gluon, torchvision): its own "
                         "initialisation, BatchNorm randomised, weights imported")
+    p.add_argument("--port", metavar="MODULE:CALLABLE",
+                   help="check your own native model (CALLABLE() returns it) against MODEL")
+    p.add_argument("--port-backend", choices=("torch", "mxnet", "keras"), default="torch",
+                   help="the framework of the --port model (default torch)")
     p.add_argument("--batch", type=int, default=2)
     p.add_argument("--input-shape", type=parse_shape, metavar="C,H,W", help="default: the model's")
     p.add_argument("--dtype", choices=DTYPES, default="float32")
@@ -52,6 +60,22 @@ def _progress(message: str) -> None:
     print(f"[parity] {message} ...", file=sys.stderr, flush=True)
 
 
+def _run_port(args, progress) -> int:
+    for flag, value in (("--against", args.against), ("--backends", args.backends),
+                        ("--save-weights", args.save_weights)):
+        if value is not None:
+            raise ParityUsageError(f"{flag} does not apply to a port check (the reference backend is --reference, "
+                                   f"default the --port-backend)")
+    result = run_port(args.model, args.port, port_backend=args.port_backend, reference=args.reference,
+                      batch=args.batch, input_shape=args.input_shape, dtype=args.dtype, seed=args.seed,
+                      rtol=args.rtol, atol=args.atol, weights=args.weights, layers=args.layers,
+                      options=dict(args.option), progress=progress)
+    print(port_report.text(result, all_layers=args.layers))
+    if args.json:
+        port_report.write_json(result, args.json)
+    return result.exit_code
+
+
 def main(argv=None) -> int:
     args = parser().parse_args(argv)
     if args.list:
@@ -62,6 +86,8 @@ def main(argv=None) -> int:
         return 2
     progress = None if args.quiet else _progress
     try:
+        if args.port:
+            return _run_port(args, progress)
         if args.against:
             for flag, value in (("--reference", args.reference), ("--weights", args.weights)):
                 if value is not None:

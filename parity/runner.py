@@ -16,6 +16,7 @@ from refnets import backends as B
 from refnets import registry
 from refnets import spec as S
 from refnets import weights as W
+from refnets.backends.port_common import PortModelError
 from refnets.zoo_import import UnknownZooError
 
 from .localise import Localisation, capture_paths, localise
@@ -31,7 +32,8 @@ class ParityUsageError(Exception):
 
 USAGE_ERRORS = (registry.UnknownModelError, registry.BadOptionError, B.UnknownBackendError,
                 B.BackendUnavailableError, refnets.InputTooSmallError, W.WeightFileError,
-                W.WeightMismatchError, ParityUsageError, UnknownZooError)
+                W.WeightMismatchError, ParityUsageError, UnknownZooError,
+                PortModelError)
 
 
 @dataclass

@@ -5,7 +5,8 @@
     forward(model, x, capture=()) -> (output, {path: activation})   (channels-first numpy)
     count_params(model) -> (trainable, total)    versions() -> {package: version}
 
-A framework is imported only inside its own module, when that module is loaded.
+A framework is imported only inside its own modules (`<name>_backend`, and
+`<name>_port` for a user's own model), when that module is loaded.
 """
 
 from __future__ import annotations
@@ -43,6 +44,13 @@ def get(name: str) -> ModuleType:
         raise BackendUnavailableError(
             f"backend {name!r} needs {_FRAMEWORK_PACKAGE[name]}, which could not be imported ({err}). "
             f"Install it with: pip install 'refnets[{EXTRAS[name]}]'") from err
+
+
+def get_port(name: str) -> ModuleType:
+    """The port adapter of `name` (a user's own native model, for `parity --port`),
+    importing its framework now."""
+    get(name)  # the framework, with its install hint when missing
+    return importlib.import_module(f"{__name__}.{name}_port")
 
 
 def is_installed(name: str) -> bool:

@@ -1,0 +1,231 @@
+"""`parity.run_port`: does a user's own native model (a hand-written port) compute
+what the reference computes?
+
+The reference is our model built in one of our backends (default: the port's own
+framework, so no cross-framework rounding enters). The canonical weights are
+mapped onto the port structurally (`port_match`), both run on the same seeded
+input, and the outputs are compared with the parity tolerances. On a failure every
+mapped pair of layers is compared in the reference's execution order, the first
+divergent one is named, and `port_diagnose` says what kind of difference it is.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Dict, List, Optional, Union
+
+import numpy as np
+import refnets
+from refnets import backends as B
+from refnets import spec as S
+from refnets.backends.port_common import PortModelError
+
+from .localise import capture_paths
+from .metrics import Comparison, compare
+from .port_diagnose import Diagnosis, Evidence, diagnose, input_agrees
+from .port_match import Mapping, assignment, match, reference_layers, same_shape_layers, swap
+from .runner import DTYPES, ParityUsageError, Progress, _canonical_weights, _resolve_model
+from .tolerances import tolerance
+
+
+class PortLoadError(ParityUsageError):
+    """`--port MODULE:CALLABLE` could not be imported or called."""
+
+
+@dataclass(frozen=True)
+class LayerPair:
+    reference: str
+    port: str
+    kind: str
+    comparison: Comparison
+
+
+@dataclass
+class PortResult:
+    model: str
+    port: str
+    port_backend: str
+    reference: str
+    dtype: str
+    input_shape: tuple
+    batch: int
+    seed: int
+    rtol: float
+    atol: float
+    options: Dict[str, object] = field(default_factory=dict)
+    mapping: Mapping = field(default_factory=Mapping)
+    unused: List[str] = field(default_factory=list)  # port layers with parameters never called
+    comparison: Optional[Comparison] = None  # None: the weights could not be mapped
+    layers: List[LayerPair] = field(default_factory=list)
+    first_divergent: Optional[LayerPair] = None
+    reassigned: int = 0  # same-shaped layers the first mapping confused, settled by their inputs
+    diagnosis: Optional[Diagnosis] = None
+    timings: Dict[str, float] = field(default_factory=dict)
+    versions: Dict[str, str] = field(default_factory=dict)
+
+    @property
+    def passed(self) -> bool:
+        return self.mapping.complete and self.comparison is not None and self.comparison.passed
+
+    @property
+    def exit_code(self) -> int:
+        return 0 if self.passed else 1
+
+
+def load_port(port: Union[str, Callable, object], adapter):
+    """The user's native model from "MODULE:CALLABLE" (a dotted module or a .py
+    file), from a callable that returns it, or the model itself."""
+    if not isinstance(port, str):
+        if adapter.is_model(port) or not callable(port):
+            return port
+        return _run_user_code(port, getattr(port, "__name__", "the port callable"), "calling")
+    module_name, sep, attr = port.rpartition(":")
+    if not sep or not module_name or not attr:
+        raise PortLoadError(f"--port takes MODULE:CALLABLE (e.g. examples.torch_resnet50v2:build), got {port!r}")
+    factory = getattr(_import(module_name), attr, None)
+    if factory is None:
+        raise PortLoadError(f"{module_name} has no {attr!r}")
+    return _run_user_code(factory, port, "calling") if callable(factory) else factory
+
+
+def _import(name: str):
+    if name.endswith(".py") or os.sep in name:
+        if not os.path.isfile(name):
+            raise PortLoadError(f"no file {name}")
+        spec = importlib.util.spec_from_file_location(os.path.splitext(os.path.basename(name))[0], name)
+        module = importlib.util.module_from_spec(spec)
+        _run_user_code(lambda: spec.loader.exec_module(module), name, "importing")
+        return module
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.insert(0, os.getcwd())  # `parity` as a console script: import from where it is run
+    return _run_user_code(lambda: importlib.import_module(name), name, "importing")
+
+
+def _run_user_code(action, name: str, doing: str):
+    try:
+        return action()
+    except Exception as err:  # the user's code: report whatever it raised
+        raise PortLoadError(f"{doing} {name} raised {type(err).__name__}: {err}") from err
+
+
+def run_port(model: Union[str, S.ModelSpec], port, port_backend: str = "torch", reference: Optional[str] = None,
+             batch: int = 2, input_shape=None, dtype: str = "float32", seed: int = 0, rtol: Optional[float] = None,
+             atol: Optional[float] = None, weights=None, layers: bool = False, options: Optional[dict] = None,
+             progress: Optional[Progress] = None) -> PortResult:
+    """Check the port (see `load_port`) against our `model`. Raises one of
+    parity.USAGE_ERRORS for bad arguments, a missing framework or a port that
+    cannot be loaded or run."""
+    say = progress or (lambda _msg: None)
+    if dtype not in DTYPES:
+        raise ParityUsageError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
+    spec = _resolve_model(model, input_shape, options)
+    refnets.infer(spec)
+    reference = B.check_name(reference or port_backend)
+    B.check_name(port_backend)
+    default_rtol, default_atol = tolerance(spec.name, dtype)
+    result = PortResult(model=spec.name, port=port if isinstance(port, str) else getattr(port, "__name__", repr(port)),
+                        port_backend=port_backend, reference=reference, dtype=dtype,
+                        input_shape=tuple(spec.input_shape), batch=batch, seed=seed,
+                        rtol=default_rtol if rtol is None else rtol, atol=default_atol if atol is None else atol,
+                        options=dict(spec.options))
+    canonical = _canonical_weights(spec, weights, seed, dtype)
+    x = np.random.default_rng(seed + 1).standard_normal((batch,) + tuple(spec.input_shape)).astype(dtype)
+    adapter = B.get_port(port_backend)
+    say(f"loading the port {result.port}")
+    user = _timed(result, "load", lambda: adapter.prepare(load_port(port, adapter), dtype))
+    result.versions.update(adapter.versions())
+    say("mapping the reference weights onto the port")
+    user_layers = _timed(result, "map", lambda: _user_layers(adapter, user, x))
+    result.mapping = match(reference_layers(spec), user_layers)
+    result.unused = adapter.unused(user, [u.name for u in user_layers])
+    if not result.mapping.complete:
+        return result
+    adapter.set_params(user, assignment(result.mapping, canonical))
+    impl = B.get(reference)
+    result.versions.update(impl.versions())
+    say(f"building {spec.name} in {reference}")
+    net = _timed(result, "build", lambda: _reference_net(impl, spec, dtype, canonical))
+    say("forward in the reference and the port")
+    ref_out, _ = _timed(result, "forward", lambda: impl.forward(net, x))
+    user_out, _ = _timed(result, "forward_port", lambda: _user_forward(adapter, user, x))
+    result.comparison = compare(user_out, ref_out, result.rtol, result.atol)
+    if layers or not result.passed:
+        say("comparing every mapped layer")
+        _timed(result, "localise", lambda: _localise(result, spec, impl, net, adapter, user, x, canonical, ref_out))
+    return result
+
+
+def _timed(result: PortResult, phase: str, action):
+    start = time.perf_counter()
+    value = action()
+    result.timings[phase] = result.timings.get(phase, 0.0) + time.perf_counter() - start
+    return value
+
+
+def _user_layers(adapter, user, x):
+    try:
+        return adapter.layers(user, x)
+    except PortModelError:
+        raise
+    except Exception as err:
+        raise PortModelError(f"the port failed on an input of shape {x.shape} (channels-first): "
+                             f"{type(err).__name__}: {err}") from err
+
+
+def _user_forward(adapter, user, x, capture=()):
+    try:
+        return adapter.forward(user, x, capture)
+    except PortModelError:
+        raise
+    except Exception as err:
+        raise PortModelError(f"the port failed with mapped weights: {type(err).__name__}: {err}") from err
+
+
+def _reference_net(impl, spec: S.ModelSpec, dtype: str, canonical):
+    net = impl.build(spec, dtype=dtype)
+    impl.set_weights(net, canonical)
+    return net
+
+
+def _localise(result: PortResult, spec, impl, net, adapter, user, x, canonical, ref_out) -> None:
+    """Compare every mapped pair; re-assign same-shaped layers by their inputs
+    (`_repair`), then name the first divergent pair and diagnose it."""
+    _, ref_acts = impl.forward(net, x, capture=capture_paths(spec))
+
+    def rerun(edited: S.ModelSpec, path: str) -> np.ndarray:
+        return impl.forward(_reference_net(impl, edited, result.dtype, canonical), x, capture=[path])[1][path]
+
+    while True:
+        user_out, user_acts = _user_forward(adapter, user, x, [u.name for _, u in result.mapping.pairs])
+        evidence = Evidence(spec, x, ref_acts, user_acts, result.mapping, canonical, result.rtol, result.atol, rerun)
+        pairs = [LayerPair(r.path, u.name, r.kind, compare(user_acts[u.name][1], ref_acts[r.path], result.rtol,
+                                                           result.atol)) for r, u in result.mapping.pairs]
+        first = next((i for i, p in enumerate(pairs) if not p.comparison.passed), None)
+        if first is None or not _repair(result, evidence, first, adapter, user, canonical):
+            break
+    result.comparison = compare(user_out, ref_out, result.rtol, result.atol)
+    result.layers, result.first_divergent = pairs, None if first is None else pairs[first]
+    if first is not None:
+        result.diagnosis = diagnose(evidence, *result.mapping.pairs[first])
+
+
+def _repair(result: PortResult, evidence: Evidence, index: int, adapter, user, canonical) -> bool:
+    """If the first divergent pair's port layer does not see the reference node's
+    input but exactly one other same-shaped mapped layer does, the mapping confused
+    them: swap the two, load their weights and say so."""
+    ref, current = result.mapping.pairs[index]
+    if input_agrees(evidence, ref, current):
+        return False
+    fits = [u for u in same_shape_layers(result.mapping, ref) if u.name != current.name
+            and input_agrees(evidence, ref, u)]
+    if len(fits) != 1:
+        return False
+    changed = swap(result.mapping, ref.path, fits[0])
+    adapter.set_params(user, assignment(Mapping(pairs=changed), canonical))
+    result.reassigned += 1
+    return True
