@@ -137,7 +137,7 @@ def run_port(model: Union[str, S.ModelSpec], port, port_backend: str = "torch", 
     x = np.random.default_rng(seed + 1).standard_normal((batch,) + tuple(spec.input_shape)).astype(dtype)
     adapter = B.get_port(port_backend)
     say(f"loading the port {result.port}")
-    user = _timed(result, "load", lambda: adapter.prepare(load_port(port, adapter), dtype))
+    user = _timed(result, "load", lambda: _load(port, adapter, dtype))
     result.versions.update(adapter.versions())
     say("mapping the reference weights onto the port")
     user_layers = _timed(result, "map", lambda: _user_layers(adapter, user, x))
@@ -160,6 +160,11 @@ def run_port(model: Union[str, S.ModelSpec], port, port_backend: str = "torch", 
     return result
 
 
+def _load(port, adapter, dtype: str):
+    with adapter.loading(dtype):
+        return adapter.prepare(load_port(port, adapter), dtype)
+
+
 def _timed(result: PortResult, phase: str, action):
     start = time.perf_counter()
     value = action()
@@ -169,12 +174,29 @@ def _timed(result: PortResult, phase: str, action):
 
 def _user_layers(adapter, user, x):
     try:
-        return adapter.layers(user, x)
+        found = adapter.layers(user, x)
     except PortModelError:
         raise
     except Exception as err:
         raise PortModelError(f"the port failed on an input of shape {x.shape} (channels-first): "
                              f"{type(err).__name__}: {err}") from err
+    fused = [f"'{u.name}' ({u.config['activation']})" for u in found if u.config.get("activation", "linear")
+             not in ACTIVATIONS]
+    if fused:
+        raise PortModelError(f"fused activation(s) the checker cannot reproduce: {', '.join(fused)}; supported: "
+                             f"{', '.join(ACTIVATIONS)}. The reference ends in logits: build the port without a "
+                             f"final softmax (keras.applications: classifier_activation=None)")
+    return found
+
+
+ACTIVATIONS = {"linear": lambda a: a, "relu": lambda a: np.maximum(a, 0),
+               "sigmoid": lambda a: 1 / (1 + np.exp(-a)), "tanh": np.tanh}
+
+
+def _as_port_output(ref_value: np.ndarray, user) -> np.ndarray:
+    """The reference node's output as the port layer gives it: after the layer's
+    fused activation (Keras `Conv2D(activation=...)`, Gluon `Conv2D(activation=...)`)."""
+    return ACTIVATIONS[user.config.get("activation", "linear")](ref_value).astype(ref_value.dtype)
 
 
 def _user_forward(adapter, user, x, capture=()):
@@ -203,8 +225,8 @@ def _localise(result: PortResult, spec, impl, net, adapter, user, x, canonical, 
     while True:
         user_out, user_acts = _user_forward(adapter, user, x, [u.name for _, u in result.mapping.pairs])
         evidence = Evidence(spec, x, ref_acts, user_acts, result.mapping, canonical, result.rtol, result.atol, rerun)
-        pairs = [LayerPair(r.path, u.name, r.kind, compare(user_acts[u.name][1], ref_acts[r.path], result.rtol,
-                                                           result.atol)) for r, u in result.mapping.pairs]
+        pairs = [LayerPair(r.path, u.name, r.kind, compare(user_acts[u.name][1], _as_port_output(ref_acts[r.path], u),
+                                                           result.rtol, result.atol)) for r, u in result.mapping.pairs]
         first = next((i for i, p in enumerate(pairs) if not p.comparison.passed), None)
         if first is None or not _repair(result, evidence, first, adapter, user, canonical):
             break

@@ -19,7 +19,7 @@ def _mapping_lines(result: PortResult) -> List[str]:
     lines = [f"mapping: {len(mapping.pairs)} of {total} reference layers matched to port layers "
              f"({', '.join(f'{k} {n}' for k, n in sorted(kinds.items())) or 'none'}) by execution order, kind and "
              f"shapes; {len(mapping.unmatched_user)} port layers left over"
-             + (f"; {result.reassigned} same-shaped layers re-assigned by their inputs" if result.reassigned else "")]
+             + (f"; {result.reassigned} swap(s) of same-shaped layers settled by their inputs" if result.reassigned else "")]
     for ref, why in mapping.unmatched_ref[:SHOWN_UNMATCHED]:
         lines.append(f"  reference '{ref.path}' not matched: {why}")
     for user, why in mapping.unmatched_user[:SHOWN_UNMATCHED]:

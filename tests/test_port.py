@@ -205,3 +205,69 @@ def test_a_port_that_fails_or_is_not_a_model_exits_2(tmp_path, capsys):
     assert "must return a torch.nn.Module" in capsys.readouterr().err
     assert main(["lenet", "--port", f"{LENET}:build", "--against", "keras", "--quiet"]) == 2
     assert "does not apply to a port check" in capsys.readouterr().err
+
+
+# ------------------------------------------------------ Keras and Gluon ports
+
+needs_keras = pytest.mark.skipif("keras" not in INSTALLED, reason="keras is not installed")
+needs_mxnet = pytest.mark.skipif("mxnet" not in INSTALLED, reason="mxnet is not installed")
+
+
+def _example(name):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(f"example_{name}", EXAMPLES / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@needs_keras
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_a_channels_last_keras_port_with_fused_activations_matches(dtype):
+    result = parity.run_port("lenet", f"{EXAMPLES / 'keras_lenet.py'}:build", "keras", dtype=dtype)
+    assert result.passed and result.comparison.max_rel <= result.rtol
+
+
+@needs_keras
+def test_keras_applications_resnet50v2_passes_as_a_port():
+    """keras.applications' own ResNet50V2: its projection shortcut and last 1x1
+    conv of a stage's first block share shapes, and Keras lists the shortcut
+    first; the mapping settles them by their inputs."""
+    build = _example("keras_resnet50v2").build
+    result = parity.run_port("resnet50v2", lambda: build((64, 64, 3)), "keras", input_shape=SMALL)
+    assert result.passed and len(result.mapping.pairs) == 103
+
+
+@needs_keras
+def test_a_keras_padding_bug_is_named(tmp_path):
+    port = _copy_with(tmp_path, EXAMPLES / "keras_lenet.py", (
+        'x = layers.Conv2D(6, 5, padding="same", activation="sigmoid", name="c1")(inputs)',
+        'x = layers.Conv2D(6, 5, activation="sigmoid", name="c1")(layers.ZeroPadding2D(((1, 3), (1, 3)))(inputs))'))
+    result = parity.run_port("lenet", port, "keras")
+    assert (result.first_divergent.reference, result.first_divergent.port) == ("conv1", "c1")
+    assert result.diagnosis.kind == "padding"
+    assert "(top 1, bottom 3, left 1, right 3)" in result.diagnosis.message
+
+
+@needs_keras
+def test_a_keras_port_whose_shapes_differ_names_the_unmatched_layers(tmp_path):
+    port = _copy_with(tmp_path, EXAMPLES / "keras_lenet.py",
+                      ('layers.Conv2D(6, 5, padding="same"', 'layers.Conv2D(6, 5, padding="valid"'))
+    result = parity.run_port("lenet", port, "keras")
+    assert not result.passed and result.comparison is None
+    (ref, why), = result.mapping.unmatched_ref
+    assert ref.path == "fc1" and "weight 120x400" in why and "'f5' (Dense) with bias 120, weight 120x256" in why
+
+
+@needs_mxnet
+def test_the_gluon_zoo_resnet50_v2_passes_as_a_port_and_an_eps_change_is_named():
+    """Gluon's affine-free input BatchNorm maps onto the reference's (layout=gluon)."""
+    net = _example("gluon_resnet50v2").build()
+    options = {"layout": "gluon"}
+    assert parity.run_port("resnet50v2", net, "mxnet", input_shape=SMALL, options=options).passed
+    bn = net.features[5][1].bn2  # features: bn, conv, bn, relu, pool, then stage 1; its second block
+    bn._kwargs["eps"] = 1e-3
+    result = parity.run_port("resnet50v2", net, "mxnet", input_shape=SMALL, options=options)
+    assert result.first_divergent.reference == "layer1.1.res.body.bn2"
+    assert result.diagnosis.kind == "batchnorm_eps"

@@ -4,6 +4,7 @@ port checker about a user's own native model. Imports no framework.
 An adapter module has the same functions in every framework:
 
     is_model(obj) -> bool                     a native model of this framework?
+    loading(dtype) -> context manager         the user's factory runs inside it
     prepare(model, dtype) -> model            inference mode, the run's dtype
     layers(model, x) -> [UserLayer]           parameterised layers in execution order
     unused(model, called) -> [name]           layers with parameters never called
@@ -33,7 +34,8 @@ class UserLayer:
     params: canonical role (weight, bias, running_mean, running_var) -> shape in the
     canonical layout (conv OIHW, dense (out, in)).
     config: what the diagnosis may use: conv `stride`, `padding` (top, bottom, left,
-    right), `dilation`, `groups`; batchnorm `eps`."""
+    right), `dilation`, `groups`; batchnorm `eps`; `activation` for a conv or dense
+    with a fused activation (relu, sigmoid, tanh), whose captured output follows it."""
 
     name: str
     kind: str

@@ -1,0 +1,212 @@
+"""A user's own Keras model seen by the port checker (`parity --port`). See
+`port_common` for the contract.
+
+Supported: functional and Sequential models (a symbolic graph to read layer inputs
+and outputs from), channels-last or channels-first. Conversions are the Keras
+backend's: kernels HWIO, dense kernels (in, out), and a Dense fed by a Flatten of a
+channels-last map takes its rows in H, W, C order (so a channels-last port that
+flattens natively is not a flatten bug). Captured values are given back
+channels-first, a flattened dense input in C, H, W order. A layer with a fused
+activation (`Conv2D(..., activation="relu")`) reports it in `config["activation"]`:
+its captured output is after that activation.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import keras
+import numpy as np
+from keras import ops
+
+from .keras_backend import NHWC_DENSE, canonical_shape, from_canonical, versions  # noqa: F401 (versions: contract)
+from .port_common import PortModelError, UserLayer
+
+_KINDS = ((keras.layers.Conv2D, "conv"), (keras.layers.Dense, "dense"), (keras.layers.BatchNormalization, "batchnorm"))
+_ROLES = {"conv": (("weight", "kernel", "conv"), ("bias", "bias", "vector")),
+          "dense": (("weight", "kernel", "dense"), ("bias", "bias", "vector")),
+          "batchnorm": (("weight", "gamma", "vector"), ("bias", "beta", "vector"),
+                        ("running_mean", "moving_mean", "vector"), ("running_var", "moving_variance", "vector"))}
+
+
+def is_model(obj) -> bool:
+    return isinstance(obj, keras.Model)
+
+
+@contextlib.contextmanager
+def loading(dtype: str):
+    """The user's factory runs with Keras's float type and dtype policy set to the
+    run's dtype, so a float64 run gets float64 layers."""
+    previous = keras.config.floatx(), keras.config.dtype_policy()
+    keras.config.set_floatx(dtype)
+    keras.config.set_dtype_policy(dtype)
+    try:
+        yield
+    finally:
+        keras.config.set_floatx(previous[0])
+        keras.config.set_dtype_policy(previous[1])
+
+
+def prepare(model, dtype: str):
+    if not is_model(model):
+        raise PortModelError(f"the port callable must return a keras.Model, got {type(model).__name__}")
+    if not _has_graph(model):
+        raise PortModelError("a subclassed keras.Model has no graph to read layer inputs and outputs from; "
+                             "build the port as a functional or Sequential model")
+    wrong = sorted({str(w.dtype) for w in model.weights} - {dtype})
+    if wrong:
+        raise PortModelError(f"the port's weights are {', '.join(wrong)}, the run is {dtype}: build it under "
+                             f"keras.config.set_floatx('{dtype}') (the port callable already runs so)")
+    return model
+
+
+def _has_graph(model) -> bool:
+    try:
+        return bool(model.inputs) and bool(model.outputs)
+    except (AttributeError, ValueError):  # a subclassed model, or a Sequential without an input
+        return False
+
+
+def _channels_last(model) -> bool:
+    convs = [l for l in _layers(model) if isinstance(l, keras.layers.Conv2D)]
+    return not convs or convs[0].data_format == "channels_last"
+
+
+def _layers(model) -> List[keras.layers.Layer]:
+    return [l for l in model.layers if not isinstance(l, keras.layers.InputLayer)]
+
+
+def _kind(layer) -> str:
+    for cls, kind in _KINDS:
+        if isinstance(layer, cls) and type(layer).__name__ not in ("DepthwiseConv2D", "SeparableConv2D"):
+            return kind
+    return "other"
+
+
+def _same_padding(size: int, kernel: int, stride: int, dilation: int) -> Tuple[int, int]:
+    """TensorFlow's 'same': the extra pixel goes after (bottom / right)."""
+    out = -(-size // stride)
+    total = max((out - 1) * stride + (kernel - 1) * dilation + 1 - size, 0)
+    return total // 2, total - total // 2
+
+
+def _conv_padding(layer) -> Tuple[int, int, int, int]:
+    if layer.padding == "valid":
+        return (0, 0, 0, 0)
+    shape = layer.input.shape
+    h, w = (shape[1], shape[2]) if layer.data_format == "channels_last" else (shape[2], shape[3])
+    top, bottom = _same_padding(h, layer.kernel_size[0], layer.strides[0], layer.dilation_rate[0])
+    left, right = _same_padding(w, layer.kernel_size[1], layer.strides[1], layer.dilation_rate[1])
+    return (top, bottom, left, right)
+
+
+def _flattened_hwc(layer) -> Optional[Tuple[int, int, int]]:
+    """(H, W, C) when a Dense is fed by a Flatten of a channels-last map."""
+    source = layer.input._keras_history.operation if hasattr(layer.input, "_keras_history") else None
+    if isinstance(source, keras.layers.Flatten) and source.data_format == "channels_last":
+        shape = source.input.shape
+        if len(shape) == 4:
+            return tuple(int(v) for v in shape[1:])
+    return None
+
+
+def _slots(layer, kind: str):
+    """(role, variable, layout) of each parameter present."""
+    hwc = _flattened_hwc(layer) if kind == "dense" else None
+    for role, attribute, layout in _ROLES[kind]:
+        variable = getattr(layer, attribute, None)
+        if variable is not None:
+            yield role, variable, (NHWC_DENSE if (hwc and role == "weight") else layout), hwc
+
+
+def _activation(layer) -> str:
+    fn = getattr(layer, "activation", None)
+    return "linear" if fn is None else getattr(fn, "__name__", str(fn))
+
+
+def _describe(layer) -> UserLayer:
+    kind = _kind(layer)
+    if len(layer._inbound_nodes) > 1:
+        raise PortModelError(f"layer '{layer.name}' is called more than once; shared weights cannot be mapped "
+                             f"one-to-one onto the reference")
+    if kind == "other":
+        return UserLayer(layer.name, "other", type(layer).__name__,
+                         {v.path: tuple(v.shape) for v in layer.weights})
+    params = {role: canonical_shape(v.shape, layout, hwc) for role, v, layout, hwc in _slots(layer, kind)}
+    config: Dict[str, object] = {}
+    if kind == "conv":
+        config = {"stride": tuple(layer.strides), "padding": _conv_padding(layer),
+                  "dilation": tuple(layer.dilation_rate), "groups": layer.groups}
+    if kind == "batchnorm":
+        config = {"eps": layer.epsilon}
+    if kind in ("conv", "dense") and _activation(layer) != "linear":
+        config["activation"] = _activation(layer)
+    return UserLayer(layer.name, kind, type(layer).__name__, params, config)
+
+
+def layers(model, x: np.ndarray) -> List[UserLayer]:
+    """Layers holding weights in the graph's order (Keras lists a functional
+    model's layers topologically)."""
+    for layer in _layers(model):
+        if isinstance(layer, keras.Model):
+            raise PortModelError(f"layer '{layer.name}' is a nested model; pass a flat functional model")
+    _check_input(model, x)
+    return [_describe(layer) for layer in _layers(model) if layer.weights]
+
+
+def unused(model, called: Sequence[str]) -> List[str]:
+    return []  # a layer outside the graph is not part of a functional model
+
+
+def set_params(model, assignment: Dict[str, Dict[str, np.ndarray]]) -> None:
+    staged = []
+    for name, roles in assignment.items():
+        layer = model.get_layer(name)
+        slots = {role: (v, layout, hwc) for role, v, layout, hwc in _slots(layer, _kind(layer))}
+        for role, array in roles.items():
+            variable, layout, hwc = slots[role]
+            staged.append((variable, from_canonical(np.asarray(array, dtype=variable.dtype), layout, hwc)))
+    for variable, value in staged:
+        if tuple(variable.shape) != value.shape:
+            raise PortModelError(f"{variable.path}: shape {tuple(variable.shape)}, weights {value.shape}")
+    for variable, value in staged:
+        variable.assign(value)
+
+
+def _check_input(model, x: np.ndarray) -> None:
+    expected = tuple(model.inputs[0].shape[1:])
+    given = _native(model, x).shape[1:]
+    if any(e is not None and e != g for e, g in zip(expected, given)) or len(expected) != len(given):
+        raise PortModelError(f"the port takes inputs of shape {expected}, the reference's input is {given} "
+                             f"({'channels-last' if _channels_last(model) else 'channels-first'})")
+
+
+def _native(model, x: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(np.transpose(x, (0, 2, 3, 1))) if _channels_last(model) else x
+
+
+def _canonical(model, array: np.ndarray, hwc=None) -> np.ndarray:
+    if hwc is not None:  # a dense input flattened channels-last -> C, H, W order
+        h, w, c = hwc
+        return np.ascontiguousarray(array.reshape(-1, h, w, c).transpose(0, 3, 1, 2).reshape(array.shape[0], -1))
+    if array.ndim == 4 and _channels_last(model):
+        return np.ascontiguousarray(np.transpose(array, (0, 3, 1, 2)))
+    return array
+
+
+def forward(model, x: np.ndarray, capture: Sequence[str] = ()):
+    _check_input(model, x)
+    tensors = [model.outputs[0]]
+    for name in capture:
+        layer = model.get_layer(name)
+        tensors += [layer.input, layer.output]
+    net = keras.Model(model.inputs, tensors) if capture else model
+    outs = net(ops.convert_to_tensor(_native(model, x)), training=False)
+    arrays = [ops.convert_to_numpy(o) for o in (outs if isinstance(outs, (list, tuple)) else [outs])]
+    store = {}
+    for i, name in enumerate(capture):
+        layer = model.get_layer(name)
+        hwc = _flattened_hwc(layer) if _kind(layer) == "dense" else None
+        store[name] = (_canonical(model, arrays[1 + 2 * i], hwc), _canonical(model, arrays[2 + 2 * i]))
+    return _canonical(model, arrays[0]), store
