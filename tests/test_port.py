@@ -151,6 +151,13 @@ def test_a_wrong_operation_between_layers_is_located(tmp_path):
 
 
 @needs_torch
+def test_a_difference_after_the_last_mapped_layer_is_said_so(tmp_path, capsys):
+    port = _copy_with(tmp_path, LENET, ("return self.out(x)", "return torch.softmax(self.out(x), dim=1)"))
+    assert main(["lenet", "--port", port, "--quiet"]) == 1
+    assert "every mapped layer agrees, the output does not" in capsys.readouterr().out
+
+
+@needs_torch
 def test_confused_same_shaped_layers_are_reassigned_by_their_inputs(monkeypatch):
     """A bottleneck's last 1x1 conv and its projection shortcut have the same
     shapes; a first mapping that swaps them is settled by the layers' inputs."""
