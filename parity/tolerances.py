@@ -22,3 +22,9 @@ def tolerance(model: str, dtype: str) -> Tuple[float, float]:
         rtol, atol, _ = OVERRIDES[(model, dtype)]
         return rtol, atol
     return DEFAULTS[dtype]
+
+
+def training_tolerance(model: str, dtype: str) -> Tuple[float, float]:
+    """The bar of the training runs (gradients, training-mode step, optimiser
+    steps): the inference defaults (see the README's training table)."""
+    return tolerance(model, dtype)
