@@ -127,7 +127,7 @@ class TrainingResult:
     atol: float
     train_mode: bool  # grad: gradients in training mode (False: inference mode)
     dropout_removed: Tuple[str, ...] = ()
-    fewest_batchnorm_values: Optional[Tuple[int, str]] = None  # (values per channel, node) in training mode
+    fewest_batchnorm_values: Optional[Tuple[int, str]] = None  # (values per channel in training mode, node)
     optimizer: Optional[str] = None
     lr: Optional[float] = None
     momentum: Optional[float] = None
@@ -172,7 +172,7 @@ def run_grad(model: Union[str, S.ModelSpec], backends: Optional[Sequence[str]] =
             ref, scales = got, node_scales(got.params)
             continue
         with run.timed("compare", name):
-            params = [ParamComparison(key, "gradient", run.compare(got.params[key], ref.params[key],
+            params = [ParamComparison(key, "gradient", run.compare(_gradient(got.params, key), ref.params[key],
                                                                    scales[_node(key)]))
                       for key in run.trainable_names]
             run.result.results[name] = TrainingBackendResult(
@@ -289,8 +289,8 @@ class _Run:
         spec, dropped = S.without_dropout(_resolve_model(model, input_shape, options))
         infos = refnets.infer(spec)  # input too small: fail before importing anything
         self.num_classes = _num_classes(spec, infos)
-        fewest = fewest_batchnorm_values(infos, batch) if train else None
-        if fewest is not None and fewest[0] < 2:
+        fewest = fewest_batchnorm_values(infos, batch)
+        if train and fewest is not None and fewest[0] < 2:
             raise ParityUsageError(
                 f"training-mode BatchNorm '{fewest[1]}' would normalise {fewest[0]} value per channel "
                 f"(batch x height x width); use a batch of at least 2")
@@ -373,6 +373,12 @@ def node_scales(grads: Dict[str, np.ndarray]) -> Dict[str, float]:
         peak = float(np.max(np.abs(value))) if np.size(value) else 0.0
         scales[_node(key)] = max(scales.get(_node(key), 0.0), peak)
     return scales
+
+
+def _gradient(grads: Dict[str, np.ndarray], key: str) -> np.ndarray:
+    """A backend's gradient of `key`; an empty array (a failing comparison: wrong
+    shape) when the backend has none, e.g. for a parameter it does not train."""
+    return grads[key] if key in grads else np.empty((0,))
 
 
 def _first_failing(params) -> Optional[ParamComparison]:

@@ -33,8 +33,9 @@ def _worst(params: List[ParamComparison]) -> Optional[ParamComparison]:
 def _header(result: TrainingResult) -> List[str]:
     shape = "x".join(map(str, result.input_shape))
     if result.mode == "grad":
-        mode = ("training mode (BatchNorm on batch statistics)" if result.train_mode
-                else "inference mode (BatchNorm on running statistics)")
+        mode = "training mode" if result.train_mode else "inference mode"
+        if result.fewest_batchnorm_values is not None:
+            mode += " (BatchNorm on batch statistics)" if result.train_mode else " (BatchNorm on running statistics)"
     elif result.mode == "train":
         mode = "training mode, no optimiser update"
     else:
@@ -47,7 +48,7 @@ def _header(result: TrainingResult) -> List[str]:
     if result.dropout_removed:
         lines.append(f"dropout off: {', '.join(repr(p) for p in result.dropout_removed)} run as identity "
                      f"(each framework draws its own dropout mask)")
-    if result.fewest_batchnorm_values:
+    if result.fewest_batchnorm_values and result.train_mode:
         count, node = result.fewest_batchnorm_values
         lines.append(f"training-mode BatchNorm: fewest values per channel {count} ('{node}')")
     lines += [f"note: {note}" for note in result.notes]
