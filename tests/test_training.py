@@ -2,6 +2,7 @@
 optimiser steps (--train-steps) agree on correct models and catch the faults
 they should; every backend updates BatchNorm running statistics by the spec's rule."""
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -174,6 +175,25 @@ def test_a_batchnorm_momentum_mapped_wrong_fails_train_and_is_named(backend, mon
     assert r.outputs.passed and r.loss.passed  # training-mode outputs do not read the running statistics
     assert r.first_divergent.name == "bn1.running_mean"
     assert "first divergent running statistic 'bn1.running_mean'" in training_report.text(result)
+
+
+@pytest.mark.skipif(not {"torch", "keras"} <= set(INSTALLED), reason="needs torch and keras")
+def test_a_training_mode_forward_fault_is_localised(monkeypatch):
+    """The fault: keras builds one BatchNorm with another eps, which shows in the
+    training-mode logits; the per-node comparison names the BatchNorm."""
+    impl = backends.get("keras")
+    original = impl.build
+
+    def build(model_spec, dtype="float32"):
+        root = S.replace(model_spec.root, "bn2", lambda node: dataclasses.replace(node, eps=0.5))
+        return original(dataclasses.replace(model_spec, root=root), dtype)
+
+    monkeypatch.setattr(impl, "build", build)
+    result = run_train(tiny_bn_model(), backends=["torch", "keras"])
+    r = result.results["keras"]
+    assert result.exit_code == 1 and not r.outputs.passed
+    assert r.localisation.first_divergent.path == "bn2" and r.localisation.input_agrees
+    assert "first divergent node 'bn2' (BatchNorm)" in training_report.text(result)
 
 
 def _freeze(monkeypatch, param):
