@@ -31,16 +31,17 @@ import time
 
 import refnets
 
-from ._common import emit, worker
+from ._common import worker
 from .agreement import SMALL
 
 DTYPES = ("float32", "float64")
 BASELINE_GIB = 0.9  # the three frameworks imported (measured: ~0.65 GiB) and some slack
-# Copies of the weights a run holds at once (measured on vgg11: 5.1 GiB for
-# 0.53 GB of float32 weights in a gradient run): gradient and one-step runs build
-# one model at a time; optimiser steps keep three models with gradients and
-# momentum, plus the reference's and one backend's weights and the start.
-COPIES = {"grad": 9, "grad_inference": 9, "train": 9, "steps": 14}
+# Copies of the weights a run holds at once, measured: a gradient run of vgg11 in
+# float32 peaked at 5.1 GiB for 0.53 GB of weights (alexnet float64: 6 copies over
+# the baseline), since models are built one at a time; optimiser steps keep three
+# models with gradients and momentum, the reference's and one backend's weights
+# and the start (alexnet float32: 17 copies before the per-node update figures).
+COPIES = {"grad": 9, "grad_inference": 9, "train": 9, "steps": 16}
 REPORTED_STEPS = (1, 2, 5, 10)
 
 

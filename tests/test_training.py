@@ -16,7 +16,7 @@ from parity.training import DEFAULT_LR, node_scales
 from refnets import backends
 from refnets import spec as S
 from refnets import weights as W
-from refnets.zoo.layers import bn, conv, dense, relu, seq
+from refnets.zoo.layers import conv, dense, relu, seq
 
 from conftest import INSTALLED, backend_params
 
