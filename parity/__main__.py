@@ -71,9 +71,12 @@ def parser() -> argparse.ArgumentParser:
     training.add_argument("--optimizer", choices=OPTIMIZERS, default="sgd",
                           help="with --train-steps: plain SGD or heavy-ball momentum (default sgd)")
     training.add_argument("--lr", type=float, default=DEFAULT_LR,
-                          help=f"with --train-steps: learning rate (default {DEFAULT_LR:g} = 2^-10)")
+                          help=f"with --train-steps: learning rate (default {DEFAULT_LR!r} = 2^-10)")
     training.add_argument("--momentum", type=float, default=DEFAULT_MOMENTUM,
                           help=f"with --optimizer momentum (default {DEFAULT_MOMENTUM:g})")
+    training.add_argument("--floor", action="store_true",
+                          help="with --train-steps: also train the reference from weights one rounding unit apart "
+                               "and report how far it drifts from itself per step (the verdict is unchanged)")
     return p
 
 
@@ -133,10 +136,10 @@ def _check_flags(args, mode) -> None:
                                "same seeded weights (or --weights FILE)")
     if args.inference and mode != "grad":
         raise ParityUsageError("--inference applies to --grad only")
-    defaults = {"optimizer": "sgd", "lr": DEFAULT_LR, "momentum": DEFAULT_MOMENTUM}
+    defaults = {"optimizer": "sgd", "lr": DEFAULT_LR, "momentum": DEFAULT_MOMENTUM, "floor": False}
     changed = [f"--{k}" for k, v in defaults.items() if getattr(args, k) != v]
     if changed and mode != "train-steps":
-        raise ParityUsageError(f"{', '.join(changed)} apply to --train-steps only")
+        raise ParityUsageError(f"{', '.join(changed)}: only with --train-steps")
     if args.momentum != DEFAULT_MOMENTUM and args.optimizer != "momentum":
         raise ParityUsageError("--momentum applies to --optimizer momentum only")
 
@@ -152,7 +155,7 @@ def _training(args, mode, progress) -> int:
         result = run_train(args.model, **common)
     else:
         result = run_train_steps(args.model, args.train_steps, optimizer=args.optimizer, lr=args.lr,
-                                 momentum=args.momentum, **common)
+                                 momentum=args.momentum, floor=args.floor, **common)
     print(training_report.text(result, all_params=args.layers))
     if args.json:
         training_report.write_json(result, args.json)

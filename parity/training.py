@@ -139,6 +139,7 @@ class TrainingResult:
     param_counts: Dict[str, tuple] = field(default_factory=dict)
     options: Dict[str, object] = field(default_factory=dict)
     notes: List[str] = field(default_factory=list)  # what a reader needs to know to read the figures
+    floor: Optional[List[float]] = None  # train-steps: the reference against itself nudged by one ulp, per step
 
     @property
     def passed(self) -> bool:
@@ -220,11 +221,18 @@ def run_train_steps(model: Union[str, S.ModelSpec], steps: int, backends: Option
                     momentum: float = DEFAULT_MOMENTUM, batch: int = DEFAULT_BATCH, input_shape=None,
                     dtype: str = DEFAULT_DTYPE, seed: int = 0, rtol: Optional[float] = None,
                     atol: Optional[float] = None, weights=None, options: Optional[dict] = None,
-                    progress: Optional[Progress] = None) -> TrainingResult:
+                    floor: bool = False, progress: Optional[Progress] = None) -> TrainingResult:
     """`steps` optimiser steps in every backend, each on the same seeded batch
     (a new one per step) with each framework's own SGD: compare every step's
     loss and the weights after every step (BatchNorm statistics included); the
-    per-step figures show how the disagreement grows."""
+    per-step figures show how the disagreement grows.
+
+    `floor`: also train a second reference model from the same weights moved by
+    one rounding unit (`nudge`) and record, per step, how far the reference
+    drifts from itself (`TrainingResult.floor`): the problem's own
+    amplification of rounding, below which no two frameworks can be expected to
+    agree after that many steps. It is reported beside the verdict, which it
+    does not change."""
     if not isinstance(steps, int) or steps < 1:
         raise ParityUsageError(f"the number of training steps must be a positive integer, got {steps!r}")
     if optimizer not in OPTIMIZERS:
@@ -242,6 +250,14 @@ def run_train_steps(model: Union[str, S.ModelSpec], steps: int, backends: Option
     run.nets = {name: net for name, net in run.one_at_a_time()}
     trainers = run.each("build", lambda impl, net: impl.Trainer(net, optimizer, lr, result.momentum))
     start = run.canonical
+    nudged = None
+    if floor:
+        ref_impl = run.impls[result.reference]
+        with run.timed("floor", result.reference):
+            nudged = ref_impl.build(run.spec, dtype=dtype)
+            ref_impl.set_weights(nudged, nudge(start, seed))
+            nudged_trainer = ref_impl.Trainer(nudged, optimizer, lr, result.momentum)
+        result.floor = []
     result.losses = {name: [] for name in result.backends}
     records: Dict[str, List[StepRecord]] = {name: [] for name in run.others}
     final: Dict[str, List[ParamComparison]] = {}
@@ -254,6 +270,11 @@ def run_train_steps(model: Union[str, S.ModelSpec], steps: int, backends: Option
                 result.losses[name].append(trainers[name].step(x, labels))
         ref_weights = run.timed_call("weights", result.reference, run.impls[result.reference].get_weights,
                                      run.nets[result.reference])
+        if nudged is not None:
+            with run.timed("floor", result.reference):
+                nudged_trainer.step(x, labels)
+                drift = _weight_comparisons(run, run.impls[result.reference].get_weights(nudged), ref_weights)
+                result.floor.append(max(p.comparison.max_rel for p in drift))
         for name in run.others:
             weights = run.timed_call("weights", name, run.impls[name].get_weights, run.nets[name])
             with run.timed("compare", name):
@@ -328,9 +349,8 @@ class _Run:
 
     def batch_data(self, step: int) -> Tuple[np.ndarray, np.ndarray]:
         """The seeded input and labels of `step` (0 for grad and train), the same in every backend."""
-        rng = np.random.default_rng((self.result.seed, step))
-        x = rng.standard_normal((self.result.batch,) + tuple(self.spec.input_shape)).astype(self.result.dtype)
-        return x, rng.integers(0, self.num_classes, self.result.batch)
+        r = self.result
+        return seeded_batch(r.seed, step, r.batch, self.spec.input_shape, r.dtype, self.num_classes)
 
     @contextmanager
     def timed(self, phase: str, key: str):
@@ -356,6 +376,14 @@ class _Run:
 
 
 # ------------------------------------------------------------------------- helpers
+
+
+def seeded_batch(seed: int, step: int, batch: int, input_shape, dtype: str,
+                 num_classes: int) -> Tuple[np.ndarray, np.ndarray]:
+    """The input (standard normal, channels-first) and integer labels of `step`."""
+    rng = np.random.default_rng((seed, step))
+    x = rng.standard_normal((batch,) + tuple(input_shape)).astype(dtype)
+    return x, rng.integers(0, num_classes, batch)
 
 
 def _node(param: str) -> str:
@@ -403,6 +431,14 @@ def fewest_batchnorm_values(infos: Dict[str, shapes.NodeInfo], batch: int) -> Op
     counts = [(batch * int(np.prod(info.in_shape[1:])), path) for path, info in infos.items()
               if isinstance(info.node, S.BatchNorm)]
     return min(counts) if counts else None
+
+
+def nudge(weights: Dict[str, np.ndarray], seed: int = 0) -> Dict[str, np.ndarray]:
+    """Every weight moved by one rounding unit of its dtype, up or down at random
+    (w * (1 +- eps)), seeded."""
+    rng = np.random.default_rng((seed, 1 << 20))
+    return {k: (v * (1 + np.finfo(v.dtype).eps * rng.choice([-1.0, 1.0], v.shape))).astype(v.dtype)
+            for k, v in weights.items()}
 
 
 def _hyperparameter_notes(result: TrainingResult) -> List[str]:

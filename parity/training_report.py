@@ -10,7 +10,7 @@ from . import report
 from .metrics import Comparison
 from .training import ParamComparison, TrainingResult
 
-PHASES = ("import", "build", "weights", "step", "compare", "localise")
+PHASES = ("import", "build", "weights", "step", "compare", "localise", "floor")
 TITLES = {"grad": "gradients", "train": "one training-mode step", "train-steps": "optimiser steps"}
 # How many rows of per-parameter figures are shown without --layers.
 SHOWN = 8
@@ -40,7 +40,7 @@ def _header(result: TrainingResult) -> List[str]:
         mode = "training mode, no optimiser update"
     else:
         momentum = f", momentum {result.momentum:g}" if result.optimizer == "momentum" else ""
-        mode = f"{result.steps} step(s) of {result.optimizer}, lr {result.lr:g}{momentum}"
+        mode = f"{result.steps} step(s) of {result.optimizer}, lr {result.lr!r}{momentum}"
     lines = [f"parity {TITLES[result.mode]}: {result.model}  input {result.batch}x{shape}  {result.dtype}  "
              f"seed {result.seed}  reference {result.reference}  {mode}",
              f"loss: mean softmax cross-entropy over the batch, seeded labels; tolerance max|out-ref| <= "
@@ -87,12 +87,16 @@ def _steps(result: TrainingResult) -> List[str]:
     change since the start: how the disagreement grows."""
     lines = ["", "per step: loss rel / worst weight rel / worst update rel (w_k - w_0, node scale)"]
     header = ["step"] + [f"ref loss ({result.reference})"] + [f"{n}" for n in result.backends[1:]]
+    if result.floor is not None:
+        header.append(f"floor: worst weight rel of {result.reference} against itself from weights 1 ulp apart")
     rows = []
     for i in range(result.steps):
         cells = [str(i + 1), f"{result.losses[result.reference][i]:.6g}"]
         for name in result.backends[1:]:
             s = result.results[name].steps[i]
             cells.append(f"{s.loss.max_rel:.1e} / {s.weights.max_rel:.1e} / {s.update.max_rel:.1e}")
+        if result.floor is not None:
+            cells.append(f"{result.floor[i]:.1e}")
         rows.append(cells)
     return lines + report._table(header, rows)
 
@@ -192,7 +196,7 @@ def as_dict(result: TrainingResult) -> dict:
         "fewest_batchnorm_values": None if result.fewest_batchnorm_values is None
         else list(result.fewest_batchnorm_values),
         "optimizer": result.optimizer, "lr": result.lr, "momentum": result.momentum, "steps": result.steps,
-        "losses": result.losses, "notes": result.notes, "passed": result.passed,
+        "losses": result.losses, "floor": result.floor, "notes": result.notes, "passed": result.passed,
         "comparisons": {name: _backend_dict(result, name) for name in result.backends[1:]},
         "timings_s": result.timings, "param_counts": {k: list(v) for k, v in result.param_counts.items()},
         "versions": result.versions,
