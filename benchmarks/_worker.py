@@ -19,6 +19,10 @@ def main() -> None:
         from .latency import measure
 
         emit(measure(**kwargs))
+    elif kind == "training":
+        from .training import measure
+
+        emit(measure(**kwargs))
     elif kind in ("parity", "alone", "baseline"):
         from . import harness
 

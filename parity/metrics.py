@@ -22,14 +22,17 @@ class Comparison:
         return asdict(self)
 
 
-def compare(out: np.ndarray, ref: np.ndarray, rtol: float, atol: float) -> Comparison:
-    """Pass iff shapes match, everything is finite and max|out-ref| <= atol + rtol*max|ref|."""
+def compare(out: np.ndarray, ref: np.ndarray, rtol: float, atol: float, scale: Optional[float] = None) -> Comparison:
+    """Pass iff shapes match, everything is finite and max|out-ref| <= atol + rtol*scale,
+    where scale is max|ref| unless given (a gradient is judged at the scale of its
+    node's largest gradient: see parity.training)."""
     if out.shape != ref.shape:
         return Comparison(float("inf"), float("inf"), float("inf"), float("nan"), False, None, False)
     finite = bool(np.all(np.isfinite(out)) and np.all(np.isfinite(ref)))
     diff = np.abs(np.subtract(out, ref, dtype=np.float64))  # one float64 temporary, no copies
     max_abs = float(np.max(diff)) if diff.size else 0.0
-    scale = float(np.max(np.abs(ref))) if ref.size else 0.0
+    if scale is None:
+        scale = float(np.max(np.abs(ref))) if ref.size else 0.0
     max_rel = max_abs / scale if scale > 0 else (0.0 if max_abs == 0 else float("inf"))
     top1 = None
     if out.ndim == 2 and out.shape[1] > 1:

@@ -11,6 +11,9 @@ Conventions:
 - Padding is always (top, bottom, left, right).
 - `BatchNorm.momentum` uses PyTorch's convention: the weight of the *new* batch
   statistic in the running average (Keras / Gluon momentum = 1 - momentum).
+- `BatchNorm.unbiased_running_var`: the training-mode update of the running
+  variance uses the unbiased batch variance (n/(n-1), PyTorch's rule) or the
+  biased one (Keras's and MXNet's own rule); normalisation always uses the biased one.
 - A node's path is its parents' names and its own joined by dots; a child of a
   container without a name is addressed by its index. Parameter names are
   `<path>.<param>`.
@@ -91,6 +94,13 @@ class Dense(Node):
 class BatchNorm(Node):
     """Inference: (x - running_mean) / sqrt(running_var + eps) * weight + bias.
 
+    Training: the same with the batch's mean and biased variance over N, H, W in
+    place of the running statistics, which are then updated:
+    running = (1 - momentum) * running + momentum * batch statistic, where the
+    variance's batch statistic is multiplied by n / (n - 1) (n = N*H*W values per
+    channel) when `unbiased_running_var` (PyTorch's rule; Keras and MXNet use the
+    biased variance unless a backend overrides them, as ours do).
+
     `affine=False`: no learned scale and shift (weight 1, bias 0), as Gluon's
     `BatchNorm(scale=False, center=False)` on the input of its ResNet v2; the node
     then holds only `running_mean` and `running_var`."""
@@ -98,6 +108,7 @@ class BatchNorm(Node):
     eps: float = 1e-5
     momentum: float = 0.1  # PyTorch convention: weight of the new batch statistic
     affine: bool = True
+    unbiased_running_var: bool = True
 
     @property
     def has_params(self) -> bool:
@@ -163,7 +174,9 @@ class Flatten(Node):
 
 @dataclass(frozen=True, kw_only=True)
 class Dropout(Node):
-    """Identity in inference mode."""
+    """Identity in inference mode. In training mode each framework draws its mask
+    from its own random generator, so no two backends agree on it: the parity
+    training runs replace every Dropout by an Identity (`without_dropout`)."""
 
     rate: float = 0.5
 
@@ -291,3 +304,14 @@ def find(node: Node, path: str) -> Node:
         if current_path == path:
             return current
     raise KeyError(f"no node {path!r}")
+
+
+def without_dropout(model: ModelSpec) -> Tuple[ModelSpec, Tuple[str, ...]]:
+    """The model with every Dropout node replaced by an Identity of the same name
+    (for training-mode comparisons, where dropout masks cannot be shared across
+    frameworks), and the paths of the replaced nodes."""
+    paths = tuple(path for path, node in model.walk() if isinstance(node, Dropout))
+    root = model.root
+    for path in paths:
+        root = replace(root, path, lambda node: Identity(name=node.name))
+    return dataclasses.replace(model, root=root), paths

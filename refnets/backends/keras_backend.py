@@ -7,6 +7,11 @@ returns NCHW arrays, and weights use the canonical layouts: conv kernels OIHW
 feature map to channels-first, so its C, H, W order matches the other backends
 and dense weights need no reordering.
 
+BatchNorm is `SpecBatchNormalization`: Keras's own layer, whose training-mode
+update of the moving variance uses the unbiased batch variance where the spec
+says so (Keras's own rule is the biased one); momentum maps to Keras's
+convention as 1 - spec momentum (`keras_momentum`).
+
 Every layer that realises a spec node is named by the node's dotted path;
 helper layers are named `<path>_pad` (explicit padding) and `<path>_chw` (the
 transpose before a Flatten). A Sequential or Identity node has no layer of its
@@ -32,6 +37,7 @@ from keras import ops  # noqa: E402
 from .. import shapes  # noqa: E402
 from .. import spec as S  # noqa: E402
 from ..weights import Weights, check  # noqa: E402
+from . import Gradients, heavy_ball_momentum  # noqa: E402
 
 if keras.backend.backend() != "tensorflow":
     raise ImportError(f"the keras backend runs on Keras's TensorFlow backend, but Keras was loaded with "
@@ -183,6 +189,47 @@ class StridedDilatedConv2D(keras.layers.Conv2D):
         return {**super().get_config(), "subsample": list(self.subsample)}
 
 
+@_serializable
+class SpecBatchNormalization(keras.layers.BatchNormalization):
+    """Keras's BatchNormalization, except that with `unbiased_running_var` a
+    training-mode call updates the moving variance with the unbiased batch
+    variance, var * n / (n - 1) over the n values per channel (PyTorch's rule,
+    the spec's default); normalisation still uses the biased one, as in every
+    framework. Without it, this is Keras's own layer."""
+
+    def __init__(self, *, unbiased_running_var: bool = True, **kwargs):
+        super().__init__(**kwargs)
+        self.unbiased_running_var = bool(unbiased_running_var)
+
+    def call(self, inputs, training=None, mask=None):
+        if not (training and self.trainable and self.unbiased_running_var):
+            return super().call(inputs, training=training, mask=mask)
+        if mask is not None or self.renorm or self.synchronized:
+            raise ValueError(f"{self.name}: the unbiased running variance is implemented without mask, "
+                             f"renorm or synchronisation")
+        axes = [a for a in range(len(inputs.shape)) if a != self.axis % len(inputs.shape)]
+        mean, variance = ops.moments(inputs, axes=axes)
+        shape = ops.shape(inputs)  # ints, or scalar tensors for dimensions unknown when tracing
+        count = ops.cast(1.0, inputs.dtype)
+        for axis in axes:
+            count = count * ops.cast(shape[axis], inputs.dtype)
+        unbiased = variance * (count / (count - 1.0))
+        self.moving_mean.assign(self.moving_mean * self.momentum + mean * (1.0 - self.momentum))
+        self.moving_variance.assign(self.moving_variance * self.momentum + unbiased * (1.0 - self.momentum))
+        return ops.batch_normalization(inputs, mean, variance, axis=self.axis,
+                                       offset=self.beta if self.center else None,
+                                       scale=self.gamma if self.scale else None, epsilon=self.epsilon)
+
+    def get_config(self):
+        return {**super().get_config(), "unbiased_running_var": self.unbiased_running_var}
+
+
+def keras_momentum(node: S.BatchNorm) -> float:
+    """Keras's momentum (the weight of the *old* moving statistic) for the spec's
+    (PyTorch's: the weight of the new batch statistic)."""
+    return 1.0 - node.momentum
+
+
 # ------------------------------------------------------------------------ building
 
 
@@ -234,8 +281,9 @@ def _leaf(node: S.Node, info: shapes.NodeInfo, x, name: str, dtype: str):
     if isinstance(node, S.Dense):
         layer = keras.layers.Dense(node.out_features, use_bias=node.bias, dtype=dtype, name=name)
     elif isinstance(node, S.BatchNorm):
-        layer = keras.layers.BatchNormalization(axis=-1, epsilon=node.eps, momentum=1.0 - node.momentum,
-                                                scale=node.affine, center=node.affine, dtype=dtype, name=name)
+        layer = SpecBatchNormalization(axis=-1, epsilon=node.eps, momentum=keras_momentum(node), scale=node.affine,
+                                       center=node.affine, unbiased_running_var=node.unbiased_running_var,
+                                       dtype=dtype, name=name)
     elif isinstance(node, S.Activation):
         layer = keras.layers.Activation(node.kind, dtype=dtype, name=name)
     elif isinstance(node, S.GlobalAvgPool):
@@ -403,13 +451,13 @@ def set_weights(model: keras.Model, weights: Weights) -> None:
 # ------------------------------------------------------------------------- running
 
 
-def _runner(model: keras.Model, capture: Tuple[str, ...]):
+def _runner(model: keras.Model, capture: Tuple[str, ...], train: bool = False):
     """(compiled function NHWC -> tuple of tensors, index of each requested path
-    in that tuple); the model output is path "". Cached per capture set. Paths
-    sharing a tensor (a Sequential and its last child) share an output."""
+    in that tuple); the model output is path "". Cached per capture set and
+    mode. Paths sharing a tensor (a Sequential and its last child) share an output."""
     bindings = _bindings(model)
     key = ("",) + capture
-    if key not in bindings.runners:
+    if (train, key) not in bindings.runners:
         tensors, index = [], {}
         for path in key:
             tensor = bindings.tensors[path]
@@ -423,35 +471,113 @@ def _runner(model: keras.Model, capture: Tuple[str, ...]):
 
         @tf.function(input_signature=[signature])
         def run(x):
-            outs = net(x, training=False)
+            outs = net(x, training=train)
             return tuple(outs) if isinstance(outs, (list, tuple)) else (outs,)
 
-        bindings.runners[key] = (run, index)
-    return bindings.runners[key]
+        bindings.runners[(train, key)] = (run, index)
+    return bindings.runners[(train, key)]
 
 
 def _channels_first(array: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(np.transpose(array, (0, 3, 1, 2))) if array.ndim == 4 else array
 
 
-def forward(model: keras.Model, x: np.ndarray,
-            capture: Sequence[str] = ()) -> Tuple[np.ndarray, Dict[str, np.ndarray]]:
-    """Inference-mode forward of a channels-first batch; optionally the outputs of
+def _nhwc_batch(bindings: _Bindings, x: np.ndarray) -> tf.Tensor:
+    """A channels-first batch as the model's NHWC input; ValueError if its shape
+    is not the one the model was built for."""
+    x = np.asarray(x)
+    if x.ndim != 4 or tuple(x.shape[1:]) != tuple(bindings.spec.input_shape):
+        c, h, w = bindings.spec.input_shape
+        raise ValueError(f"{bindings.spec.name} was built for batches of shape (N, {c}, {h}, {w}), got {x.shape}")
+    return tf.constant(np.ascontiguousarray(np.transpose(x, (0, 2, 3, 1)), dtype=bindings.dtype))
+
+
+def _moving_statistics(model: keras.Model) -> List[keras.Variable]:
+    return [var for name, (var, _) in _slots(model).items() if name.rsplit(".", 1)[-1] in shapes.BN_STATISTICS]
+
+
+def forward(model: keras.Model, x: np.ndarray, capture: Sequence[str] = (),
+            train: bool = False) -> Tuple[np.ndarray, Dict[str, np.ndarray]]:
+    """Forward of a channels-first batch, in inference mode or (`train`) in
+    training mode (BatchNorm on batch statistics; the moving statistics are
+    restored afterwards, so the model is unchanged); optionally the outputs of
     the spec nodes named in `capture` (channels-first). Runs a compiled function
-    cached per capture set: the first call of each set traces it."""
+    cached per capture set and mode: the first call of each traces it."""
     bindings = _bindings(model)
     capture = tuple(dict.fromkeys(capture))
     unknown = [p for p in capture if p not in bindings.tensors]
     if unknown:
         raise KeyError(f"no node(s) {unknown} in the model")
-    x = np.asarray(x)
-    if x.ndim != 4 or tuple(x.shape[1:]) != tuple(bindings.spec.input_shape):
-        c, h, w = bindings.spec.input_shape
-        raise ValueError(f"{bindings.spec.name} was built for batches of shape (N, {c}, {h}, {w}), got {x.shape}")
-    run, index = _runner(model, capture)
-    outs = run(tf.constant(np.ascontiguousarray(np.transpose(x, (0, 2, 3, 1)), dtype=bindings.dtype)))
+    batch = _nhwc_batch(bindings, x)
+    run, index = _runner(model, capture, train)
+    statistics = _moving_statistics(model) if train else []
+    saved = [ops.convert_to_numpy(var) for var in statistics]
+    try:
+        outs = run(batch)
+    finally:
+        for var, value in zip(statistics, saved):
+            var.assign(value)
     arrays = [_channels_first(out.numpy()) for out in outs]
     return arrays[index[""]], {path: arrays[index[path]].copy() for path in capture}
+
+
+def _trainable_slots(model: keras.Model) -> Dict[str, Tuple[keras.Variable, str]]:
+    return {name: slot for name, slot in _slots(model).items()
+            if name.rsplit(".", 1)[-1] not in shapes.BN_STATISTICS}
+
+
+def _loss(model: keras.Model, batch: tf.Tensor, labels: np.ndarray, train: bool):
+    """(loss, logits): Keras's sparse categorical cross-entropy from logits, mean over the batch."""
+    logits = model(batch, training=train)
+    per_sample = keras.losses.sparse_categorical_crossentropy(
+        tf.constant(np.asarray(labels, dtype=np.int64)), logits, from_logits=True)
+    return ops.mean(per_sample), logits
+
+
+def gradients(model: keras.Model, x: np.ndarray, labels: np.ndarray, train: bool = False) -> Gradients:
+    """Loss, logits and the gradients of the mean cross-entropy with respect to
+    the input (returned channels-first) and every parameter (in the canonical
+    layout, converted as the weights are). `train`: training mode, which
+    updates the moving statistics as a training step does."""
+    bindings = _bindings(model)
+    batch = _nhwc_batch(bindings, x)
+    slots = _trainable_slots(model)
+    with tf.GradientTape() as tape:
+        tape.watch(batch)
+        loss, logits = _loss(model, batch, labels, train)
+    grads = tape.gradient(loss, [batch] + [var for var, _ in slots.values()])
+    params = {name: to_canonical(np.zeros(var.shape, bindings.dtype) if grad is None else grad.numpy(), layout)
+              for (name, (var, layout)), grad in zip(slots.items(), grads[1:])}
+    return Gradients(float(loss), ops.convert_to_numpy(logits), _channels_first(grads[0].numpy()), params)
+
+
+class Trainer:
+    """Training steps with keras.optimizers.SGD ("sgd", or "momentum": heavy
+    ball; no Nesterov, no weight decay) on the mean cross-entropy, the model in
+    training mode.
+
+    Keras would round both hyperparameters to float32 for a float64 model: it
+    holds the learning rate in a float32 variable, and its update casts a Python
+    float momentum through a float32 tensor. So the learning rate is a callable
+    returning a float64 tensor and the momentum a float64 tensor; `update_step`
+    casts both to each variable's dtype (float32 models round them as before)."""
+
+    def __init__(self, model: keras.Model, optimizer: str, lr: float, momentum: float = 0.0):
+        self.model = model
+        rate = tf.constant(float(lr), tf.float64)
+        coefficient = heavy_ball_momentum(optimizer, momentum)
+        self.optimizer = keras.optimizers.SGD(learning_rate=lambda: rate, momentum=coefficient)
+        if coefficient:
+            self.optimizer.momentum = tf.constant(coefficient, tf.float64)
+
+    def step(self, x: np.ndarray, labels: np.ndarray) -> float:
+        """One optimiser step on the batch; the loss before the step."""
+        batch = _nhwc_batch(_bindings(self.model), x)
+        variables = [var for var, _ in _trainable_slots(self.model).values()]
+        with tf.GradientTape() as tape:
+            loss, _ = _loss(self.model, batch, labels, train=True)
+        self.optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
+        return float(loss)
 
 
 def count_params(model: keras.Model) -> Tuple[int, int]:

@@ -1,5 +1,9 @@
 """PyTorch backend: interprets a spec into an `nn.Module` tree whose module names
-are the spec's segment names, so `state_dict()` keys are the canonical names."""
+are the spec's segment names, so `state_dict()` keys are the canonical names.
+
+PyTorch's BatchNorm is the spec's reference rule (momentum = weight of the new
+batch statistic, running variance updated with the unbiased batch variance); a
+BatchNorm with `unbiased_running_var=False` gets `BiasedVarBatchNorm*d`."""
 
 from __future__ import annotations
 
@@ -13,6 +17,7 @@ from torch import nn
 from .. import shapes
 from .. import spec as S
 from ..weights import Weights, check
+from . import Gradients, heavy_ball_momentum
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
@@ -97,6 +102,31 @@ class SpecParallel(nn.Module):
         return torch.cat(outs, dim=1)
 
 
+class _BiasedRunningVar:
+    """Mixin for PyTorch's BatchNorm: in training, normalise as PyTorch does but
+    update `running_var` with the biased batch variance (the spec's
+    `unbiased_running_var=False`; PyTorch itself always uses the unbiased one)."""
+
+    def forward(self, x):
+        if not self.training:
+            return super().forward(x)
+        out = F.batch_norm(x, None, None, self.weight, self.bias, True, 0.0, self.eps)
+        with torch.no_grad():
+            var, mean = torch.var_mean(x, dim=[0] + list(range(2, x.dim())), unbiased=False)
+            self.running_mean.mul_(1.0 - self.momentum).add_(mean, alpha=self.momentum)
+            self.running_var.mul_(1.0 - self.momentum).add_(var, alpha=self.momentum)
+            self.num_batches_tracked.add_(1)
+        return out
+
+
+class BiasedVarBatchNorm1d(_BiasedRunningVar, nn.BatchNorm1d):
+    pass
+
+
+class BiasedVarBatchNorm2d(_BiasedRunningVar, nn.BatchNorm2d):
+    pass
+
+
 ACTIVATIONS = {"relu": nn.ReLU, "sigmoid": nn.Sigmoid, "tanh": nn.Tanh}
 
 
@@ -125,14 +155,21 @@ def _avgpool(node: S.AvgPool, info: shapes.NodeInfo, dtype) -> nn.Module:
     return DivisorAvgPool(node, shapes.pool_window_padding(node, info.in_shape[1:]), info.in_shape[1:], dtype)
 
 
+def _batchnorm(node: S.BatchNorm, info: shapes.NodeInfo) -> nn.Module:
+    if node.unbiased_running_var:
+        cls = nn.BatchNorm2d if len(info.in_shape) == 3 else nn.BatchNorm1d
+    else:
+        cls = BiasedVarBatchNorm2d if len(info.in_shape) == 3 else BiasedVarBatchNorm1d
+    return cls(info.in_shape[0], eps=node.eps, momentum=node.momentum, affine=node.affine)
+
+
 def _leaf(node: S.Node, info: shapes.NodeInfo, dtype) -> nn.Module:
     if isinstance(node, S.Conv2d):
         return _conv(node, info)
     if isinstance(node, S.Dense):
         return nn.Linear(info.in_shape[0], node.out_features, bias=node.bias)
     if isinstance(node, S.BatchNorm):
-        cls = nn.BatchNorm2d if len(info.in_shape) == 3 else nn.BatchNorm1d
-        return cls(info.in_shape[0], eps=node.eps, momentum=node.momentum, affine=node.affine)
+        return _batchnorm(node, info)
     if isinstance(node, S.Activation):
         return ACTIVATIONS[node.kind]()
     if isinstance(node, S.MaxPool):
@@ -210,20 +247,78 @@ def _capture_hooks(model: nn.Module, capture: Sequence[str], store: Dict[str, np
     return [modules[p].register_forward_hook(hook_for(p)) for p in capture]
 
 
-def forward(model: nn.Module, x: np.ndarray, capture: Sequence[str] = ()) -> Tuple[np.ndarray, Dict[str, np.ndarray]]:
-    """Inference-mode forward of a channels-first batch; optionally the outputs of
+def _tensor(model: nn.Module, x: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(x)).to(model.refnets_dtype)
+
+
+def forward(model: nn.Module, x: np.ndarray, capture: Sequence[str] = (),
+            train: bool = False) -> Tuple[np.ndarray, Dict[str, np.ndarray]]:
+    """Forward of a channels-first batch, in inference mode or (`train`) in
+    training mode (BatchNorm on batch statistics; the running statistics are
+    restored afterwards, so the model is unchanged); optionally the outputs of
     the spec nodes named in `capture` (channels-first)."""
-    dtype = model.refnets_dtype
     store: Dict[str, np.ndarray] = {}
     handles = _capture_hooks(model, capture, store)
+    buffers = [b for _, b in model.named_buffers()]
+    saved = [b.clone() for b in buffers] if train else []
     try:
-        model.eval()
-        with torch.inference_mode():
-            out = model(torch.from_numpy(np.ascontiguousarray(x)).to(dtype))
+        model.train(train)
+        with torch.no_grad() if train else torch.inference_mode():
+            out = model(_tensor(model, x))
     finally:
+        model.eval()
         for handle in handles:
             handle.remove()
+        with torch.no_grad():
+            for buffer, value in zip(buffers, saved):
+                buffer.copy_(value)
     return out.cpu().numpy(), store
+
+
+def _loss(model: nn.Module, x: torch.Tensor, labels: np.ndarray, train: bool):
+    """(loss, logits) of one forward in training or inference mode."""
+    model.train(train)
+    logits = model(x)
+    return F.cross_entropy(logits, torch.from_numpy(np.asarray(labels, dtype=np.int64))), logits
+
+
+def gradients(model: nn.Module, x: np.ndarray, labels: np.ndarray, train: bool = False) -> Gradients:
+    """Loss, logits and the gradients of the mean cross-entropy with respect to
+    the input and every parameter. `train`: training mode, which updates the
+    BatchNorm running statistics as a training step does."""
+    inputs = _tensor(model, x).requires_grad_(True)
+    model.zero_grad(set_to_none=True)
+    try:
+        loss, logits = _loss(model, inputs, labels, train)
+        loss.backward()
+    finally:
+        model.eval()
+    params = {name: (torch.zeros_like(p) if p.grad is None else p.grad).detach().cpu().numpy().copy()
+              for name, p in model.named_parameters()}
+    model.zero_grad(set_to_none=True)
+    return Gradients(loss.item(), logits.detach().cpu().numpy(), inputs.grad.cpu().numpy(), params)
+
+
+class Trainer:
+    """Training steps with torch.optim.SGD ("sgd", or "momentum": heavy ball;
+    no dampening, Nesterov or weight decay) on the mean cross-entropy, the model
+    in training mode."""
+
+    def __init__(self, model: nn.Module, optimizer: str, lr: float, momentum: float = 0.0):
+        self.model = model
+        self.optimizer = torch.optim.SGD(model.parameters(), lr=lr,
+                                         momentum=heavy_ball_momentum(optimizer, momentum))
+
+    def step(self, x: np.ndarray, labels: np.ndarray) -> float:
+        """One optimiser step on the batch; the loss before the step."""
+        self.optimizer.zero_grad(set_to_none=True)
+        try:
+            loss, _ = _loss(self.model, _tensor(self.model, x), labels, train=True)
+            loss.backward()
+            self.optimizer.step()
+        finally:
+            self.model.eval()
+        return loss.item()
 
 
 def count_params(model: nn.Module) -> Tuple[int, int]:
