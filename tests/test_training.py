@@ -244,6 +244,15 @@ def test_mxnet_rounds_optimiser_hyperparameters_to_float32():
     assert run_train_steps("lenet", 2, backends=["torch", "mxnet"], lr=DEFAULT_LR).passed
 
 
+@pytest.mark.skipif(not {"torch", "keras"} <= set(INSTALLED), reason="needs torch and keras")
+def test_keras_trains_with_float64_hyperparameters():
+    """Keras's SGD would hold the learning rate in a float32 variable and cast the
+    momentum through a float32 tensor (measured: 5e-9 after 5 steps of lenet);
+    the backend passes both as float64, so values float32 cannot hold agree too."""
+    result = run_train_steps("lenet", 3, backends=["torch", "keras"], optimizer="momentum", lr=0.01, momentum=0.9)
+    assert result.passed and not result.notes, training_report.text(result)
+
+
 @pytest.mark.skipif(not {"torch", "keras", "mxnet"} <= set(INSTALLED), reason="needs all three backends")
 def test_mxnet_inference_mode_batchnorm_gradient_is_caught():
     """A fault the gradient run found in MXNet 1.9.1 itself: outside training mode
@@ -257,6 +266,19 @@ def test_mxnet_inference_mode_batchnorm_gradient_is_caught():
     assert mxnet.first_divergent.name == "fc1.bias"
     agreeing = {p.name for p in mxnet.params if p.comparison.passed}
     assert agreeing == {"fc2.weight", "fc2.bias", "bn2.weight", "bn2.bias"}
+
+
+@pytest.mark.skipif(not {"torch", "mxnet"} <= set(INSTALLED), reason="needs torch and mxnet")
+def test_mxnet_float32_inference_mode_max_pool_gradient_is_caught():
+    """Another: MXNet's float32 max-pool backward outside training mode routes the
+    gradient to the wrong elements; in float64, or in training mode, it is right."""
+    root = seq("", conv("conv", 3, 3, padding=1), relu("relu"), S.MaxPool(name="pool", kernel=(2, 2), stride=(2, 2)),
+               S.Flatten(name="flatten"), dense("fc", 4))
+    model = S.ModelSpec(name="tiny_pool", root=root, input_shape=(2, 6, 6))
+    broken = run_grad(model, backends=["torch", "mxnet"], dtype="float32", train=False)
+    assert not broken.results["mxnet"].input_grad.passed and broken.results["mxnet"].first_divergent.name == "conv.bias"
+    assert run_grad(model, backends=["torch", "mxnet"], dtype="float64", train=False).passed
+    assert run_grad(model, backends=["torch", "mxnet"], dtype="float32", train=True).passed
 
 
 # ------------------------------------------------------------------------ the CLI
