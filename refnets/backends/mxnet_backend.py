@@ -443,17 +443,22 @@ class _SpecRunningStatistics:
 
     def __exit__(self, error_type, _error, _traceback):
         for (block, momentum, correction), old in zip(self._layers, self._saved):
-            if error_type is not None:
-                new = old
-            else:
-                kept = np.float32(1.0) - np.float32(momentum)  # what the operator multiplied s by
-                stats = [p.data().asnumpy().astype(np.float64) / np.float64(kept) if kept else o.astype(np.float64)
-                         for p, o in zip((block.running_mean, block.running_var), old)]
-                new = (momentum * old[0] + (1.0 - momentum) * stats[0],
-                       momentum * old[1] + (1.0 - momentum) * stats[1] * correction)
+            new = old if error_type is not None else self._spec_update(block, momentum, correction, old)
             for param, value in zip((block.running_mean, block.running_var), new):
                 param.set_data(mx.nd.array(value, ctx=CONTEXT, dtype=param.dtype))
         return False
+
+    @staticmethod
+    def _spec_update(block, momentum: float, correction: float, old):
+        """(running_mean, running_var) by the spec's rule from the batch statistics
+        the operator left in the zeroed statistics."""
+        weight = np.float32(1.0) - np.float32(momentum)  # what the operator multiplied the batch statistic by
+        if not weight:  # momentum 1 (spec momentum 0): the statistics never move
+            return old
+        mean, var = (p.data().asnumpy().astype(np.float64) / np.float64(weight)
+                     for p in (block.running_mean, block.running_var))
+        return (momentum * old[0] + (1.0 - momentum) * mean,
+                momentum * old[1] + (1.0 - momentum) * var * correction)
 
 
 class _UnchangedRunningStatistics:
