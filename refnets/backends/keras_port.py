@@ -151,7 +151,7 @@ def layers(model, x: np.ndarray) -> List[UserLayer]:
     for layer in _layers(model):
         if isinstance(layer, keras.Model):
             raise PortModelError(f"layer '{layer.name}' is a nested model; pass a flat functional model")
-    _check_input(model, x)
+    _check_input(model, x, _channels_last(model))
     return [_describe(layer) for layer in _layers(model) if layer.weights]
 
 
@@ -174,39 +174,41 @@ def set_params(model, assignment: Dict[str, Dict[str, np.ndarray]]) -> None:
         variable.assign(value)
 
 
-def _check_input(model, x: np.ndarray) -> None:
+def _check_input(model, x: np.ndarray, channels_last: bool) -> None:
     expected = tuple(model.inputs[0].shape[1:])
-    given = _native(model, x).shape[1:]
+    given = _native(x, channels_last).shape[1:]
     if any(e is not None and e != g for e, g in zip(expected, given)) or len(expected) != len(given):
         raise PortModelError(f"the port takes inputs of shape {expected}, the reference's input is {given} "
-                             f"({'channels-last' if _channels_last(model) else 'channels-first'})")
+                             f"({'channels-last' if channels_last else 'channels-first'})")
 
 
-def _native(model, x: np.ndarray) -> np.ndarray:
-    return np.ascontiguousarray(np.transpose(x, (0, 2, 3, 1))) if _channels_last(model) else x
+def _native(x: np.ndarray, channels_last: bool) -> np.ndarray:
+    return np.ascontiguousarray(np.transpose(x, (0, 2, 3, 1))) if channels_last else x
 
 
-def _canonical(model, array: np.ndarray, hwc=None) -> np.ndarray:
+def _canonical(array: np.ndarray, channels_last: bool, hwc=None) -> np.ndarray:
     if hwc is not None:  # a dense input flattened channels-last -> C, H, W order
         h, w, c = hwc
         return np.ascontiguousarray(array.reshape(-1, h, w, c).transpose(0, 3, 1, 2).reshape(array.shape[0], -1))
-    if array.ndim == 4 and _channels_last(model):
+    if array.ndim == 4 and channels_last:
         return np.ascontiguousarray(np.transpose(array, (0, 3, 1, 2)))
     return array
 
 
 def forward(model, x: np.ndarray, capture: Sequence[str] = ()):
-    _check_input(model, x)
+    channels_last = _channels_last(model)  # once: it reads the model's layers
+    _check_input(model, x, channels_last)
     tensors = [model.outputs[0]]
     for name in capture:
         layer = model.get_layer(name)
         tensors += [layer.input, layer.output]
     net = keras.Model(model.inputs, tensors) if capture else model
-    outs = net(ops.convert_to_tensor(_native(model, x)), training=False)
+    outs = net(ops.convert_to_tensor(_native(x, channels_last)), training=False)
     arrays = [ops.convert_to_numpy(o) for o in (outs if isinstance(outs, (list, tuple)) else [outs])]
     store = {}
     for i, name in enumerate(capture):
         layer = model.get_layer(name)
         hwc = _flattened_hwc(layer) if _kind(layer) == "dense" else None
-        store[name] = (_canonical(model, arrays[1 + 2 * i], hwc), _canonical(model, arrays[2 + 2 * i]))
-    return _canonical(model, arrays[0]), store
+        store[name] = (_canonical(arrays[1 + 2 * i], channels_last, hwc),
+                       _canonical(arrays[2 + 2 * i], channels_last))
+    return _canonical(arrays[0], channels_last), store

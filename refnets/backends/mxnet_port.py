@@ -95,7 +95,8 @@ def _describe(name: str, block) -> UserLayer:
 
 
 def _array(model, x: np.ndarray):
-    dtype = next(iter(model.collect_params().values())).dtype if model.collect_params() else "float32"
+    first = next(iter(model.collect_params().values()), None)
+    dtype = first.dtype if first is not None else "float32"
     return mx.nd.array(x, dtype=dtype)
 
 
