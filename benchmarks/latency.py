@@ -119,9 +119,9 @@ class _Keras(_Framework):
         super().__init__(pair)
         import keras
         import tensorflow as tf
-        from refnets.backends import keras_backend
+        from refnets import backends
 
-        self.keras, self.tf, self.backend = keras, tf, keras_backend
+        self.keras, self.tf, self.backend = keras, tf, backends.get("keras")
         self._compiled = {}
         self.versions = {"tensorflow": tf.__version__, "keras": keras.__version__}
 
@@ -176,9 +176,9 @@ class _MXNet(_Framework):
         super().__init__(pair)
         import mxnet as mx
         from mxnet.gluon.model_zoo import vision
-        from refnets.backends import mxnet_backend
+        from refnets import backends
 
-        self.mx, self.vision, self.backend = mx, vision, mxnet_backend
+        self.mx, self.vision, self.backend = mx, vision, backends.get("mxnet")
         self.versions = {"mxnet": mx.__version__}
 
     def run(self, net, x):
@@ -231,9 +231,9 @@ class _Torch(_Framework):
     def __init__(self, pair):
         super().__init__(pair)
         import torch
-        from refnets.backends import torch_backend
+        from refnets import backends
 
-        self.torch, self.backend = torch, torch_backend
+        self.torch, self.backend = torch, backends.get("torch")
         self.versions = {"torch": torch.__version__, "threads": torch.get_num_threads()}
 
     def run(self, net, x):

@@ -277,7 +277,7 @@ def test_keras_importer_names_the_first_mismatch():
 
 @needs_keras
 def test_keras_vgg_fc1_rows_are_reordered_to_chw():
-    from refnets.backends import keras_backend as KB
+    from refnets.backends.keras import weights as KB
 
     c, h, w, out = 3, 2, 4, 5
     canonical = np.arange(out * c * h * w, dtype=np.float64).reshape(out, c * h * w)

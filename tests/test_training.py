@@ -3,6 +3,7 @@ optimiser steps (--train-steps) agree on correct models and catch the faults
 they should; every backend updates BatchNorm running statistics by the spec's rule."""
 
 import dataclasses
+import importlib
 import json
 import subprocess
 import sys
@@ -161,9 +162,10 @@ def test_optimiser_steps_agree(name, shape, dtype, optimizer):
 
 def _momentum_as_torch(monkeypatch, backend):
     """The fault: a backend handed PyTorch's momentum where its framework expects 1 - that."""
-    impl = backends.get(backend)
-    name = {"keras": "keras_momentum", "mxnet": "gluon_momentum"}[backend]
-    monkeypatch.setattr(impl, name, lambda node: node.momentum)
+    backends.get(backend)  # imports the framework
+    module, name = {"keras": ("refnets.backends.keras.layers", "keras_momentum"),
+                    "mxnet": ("refnets.backends.mxnet.build", "gluon_momentum")}[backend]
+    monkeypatch.setattr(importlib.import_module(module), name, lambda node: node.momentum)
 
 
 @pytest.mark.parametrize("backend", ["keras", "mxnet"])

@@ -1,96 +1,57 @@
-"""Backends: one module per framework, each with the same functions.
+"""Backends: one package per framework (and `numpy_ref`, the framework-free
+reference), each holding a `base.Backend` and listed in `catalog`.
 
-    build(model: ModelSpec, dtype="float32") -> native model
-    get_weights(model) -> canonical weights      set_weights(model, weights)
-    forward(model, x, capture=(), train=False) -> (output, {path: activation})   (channels-first numpy)
-    gradients(model, x, labels, train=False) -> Gradients
-    Trainer(model, optimizer, lr, momentum=0.0).step(x, labels) -> loss
-    count_params(model) -> (trainable, total)    versions() -> {package: version}
+    backends.get("torch") -> Backend      build, get_weights, set_weights, forward,
+                                          gradients, Trainer, count_params, versions
+    backends.get_reader("keras")          a user's native model, read (port checking, zoo import)
 
-`forward` never changes the model: with `train=True` BatchNorm normalises with
-the batch statistics, and the running statistics are left as they were.
-`gradients` and `Trainer.step` are a training step: in training mode they update
-the BatchNorm running statistics by the spec's rule (`spec.BatchNorm`), whatever
-the framework's own rule (see each backend). The loss is the mean softmax
-cross-entropy of the logits over the batch, computed by the framework's own loss;
-labels are integer class indices.
-
-A framework is imported only inside its own modules (`<name>_backend`, and
-`<name>_port` for a user's own model), when that module is loaded.
+See `base` for the contract. A framework is imported only inside its own
+package, when `get` (or `get_reader`) loads it.
 """
 
 from __future__ import annotations
 
 import importlib
-from types import ModuleType
-from typing import Dict, List, NamedTuple
+import importlib.util
+from typing import Dict, List
 
-import numpy as np
+from . import catalog
+from .base import (CAPABILITIES, OPTIMIZERS, Backend, BackendUnavailableError, CapabilityError, Converters,
+                   Gradients, UnknownBackendError, UnsupportedNodeError, heavy_ball_momentum)
 
-BACKENDS = ("torch", "mxnet", "keras")
-EXTRAS = {"torch": "torch", "mxnet": "mxnet", "keras": "keras"}
-_MODULES = {"torch": "torch_backend", "mxnet": "mxnet_backend", "keras": "keras_backend"}
-_FRAMEWORK_PACKAGE = {"torch": "torch", "mxnet": "mxnet", "keras": "keras"}
-
-
-OPTIMIZERS = ("sgd", "momentum")
-
-
-class Gradients(NamedTuple):
-    """What `gradients` returns: the loss, the logits, d loss / d input
-    (channels-first, like the input) and d loss / d parameter for every trainable
-    canonical parameter, in the canonical layout (BatchNorm statistics excluded)."""
-
-    loss: float
-    logits: np.ndarray
-    input: np.ndarray
-    params: Dict[str, np.ndarray]
-
-
-def heavy_ball_momentum(optimizer: str, momentum: float) -> float:
-    """The momentum coefficient of `optimizer`: 0 for plain "sgd", `momentum` for
-    "momentum" (heavy ball, no dampening, no Nesterov, no weight decay).
-
-    Every backend uses its framework's own optimiser (torch.optim.SGD,
-    keras.optimizers.SGD, Gluon's "sgd"). Their heavy-ball formulas agree for a
-    constant learning rate lr: PyTorch keeps v <- mu*v + g, w <- w - lr*v;
-    Keras and Gluon keep u <- mu*u - lr*g, w <- w + u. Both start from zero, so
-    by induction u = -lr*v after every step and the weights are the same."""
-    if optimizer not in OPTIMIZERS:
-        raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {optimizer!r}")
-    if optimizer == "sgd":
-        return 0.0
-    if not 0.0 < momentum < 1.0:
-        raise ValueError(f"momentum must be in (0, 1) for the momentum optimiser, got {momentum!r}")
-    return float(momentum)
-
-
-class BackendUnavailableError(ImportError):
-    """A backend's framework is not installed (or fails to import)."""
-
-
-class UnknownBackendError(ValueError):
-    pass
+BACKENDS = catalog.names()
+_LOADED: Dict[str, Backend] = {}
 
 
 def check_name(name: str) -> str:
-    if name not in BACKENDS:
+    if name not in catalog.BACKENDS:
         raise UnknownBackendError(f"unknown backend {name!r}; choose from {', '.join(BACKENDS)}")
     return name
 
 
-def get(name: str) -> ModuleType:
-    """The backend module for `name`, importing its framework now."""
-    check_name(name)
+def _import_package(name: str, module: str):
+    record = catalog.BACKENDS[check_name(name)]
     try:
-        return importlib.import_module(f"{__name__}.{_MODULES[name]}")
+        return importlib.import_module(module)
     except ImportError as err:
         raise BackendUnavailableError(
-            f"backend {name!r} needs {_FRAMEWORK_PACKAGE[name]}, which could not be imported ({err}). "
-            f"Install it with: pip install 'refnets[{EXTRAS[name]}]'") from err
+            f"backend {name!r} needs {record.framework}, which could not be imported ({err}). "
+            f"Install it with: {record.install}") from err
 
 
-def get_port(name: str) -> ModuleType:
+def get(name: str) -> Backend:
+    """The backend `name`, importing its framework now (BackendUnavailableError
+    with the install command when it is missing)."""
+    if name not in _LOADED:
+        package = _import_package(name, catalog.BACKENDS[check_name(name)].package)
+        backend = package.BACKEND
+        if not isinstance(backend, Backend):
+            raise TypeError(f"{package.__name__}.BACKEND is not a refnets Backend")
+        _LOADED[name] = backend
+    return _LOADED[name]
+
+
+def get_port(name: str):
     """The port adapter of `name` (a user's own native model, for `parity --port`),
     importing its framework now."""
     get(name)  # the framework, with its install hint when missing
@@ -99,10 +60,18 @@ def get_port(name: str) -> ModuleType:
 
 def is_installed(name: str) -> bool:
     """Whether the framework of `name` is installed, without importing it."""
-    import importlib.util
-
-    return importlib.util.find_spec(_FRAMEWORK_PACKAGE[check_name(name)]) is not None
+    return importlib.util.find_spec(catalog.BACKENDS[check_name(name)].framework) is not None
 
 
 def installed() -> List[str]:
-    return [b for b in BACKENDS if is_installed(b)]
+    """The installed backends of the default set (the frameworks), in catalog order."""
+    return [name for name, record in catalog.BACKENDS.items() if record.default and is_installed(name)]
+
+
+def has_capability(name: str, capability: str) -> bool:
+    return capability in catalog.BACKENDS[check_name(name)].capabilities
+
+
+__all__ = ["BACKENDS", "CAPABILITIES", "OPTIMIZERS", "Backend", "BackendUnavailableError", "CapabilityError",
+           "Converters", "Gradients", "UnknownBackendError", "UnsupportedNodeError", "catalog", "check_name", "get",
+           "get_port", "has_capability", "heavy_ball_momentum", "installed", "is_installed"]

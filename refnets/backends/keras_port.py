@@ -20,7 +20,8 @@ import keras
 import numpy as np
 from keras import ops
 
-from .keras_backend import NHWC_DENSE, canonical_shape, from_canonical, versions  # noqa: F401 (versions: contract)
+from .keras.framework import versions  # noqa: F401 (versions: contract)
+from .keras.weights import NHWC_DENSE, canonical_shape, from_canonical
 from .port_common import PortModelError, UserLayer
 
 _KINDS = ((keras.layers.Conv2D, "conv"), (keras.layers.Dense, "dense"), (keras.layers.BatchNormalization, "batchnorm"))

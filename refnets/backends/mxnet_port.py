@@ -19,7 +19,7 @@ import mxnet as mx
 import numpy as np
 from mxnet.gluon import nn
 
-from .mxnet_backend import versions  # noqa: F401 (the contract's versions())
+from .mxnet.framework import versions  # noqa: F401 (the contract's versions())
 from .port_common import PortModelError, UserLayer
 
 _ROLES = {"weight": "weight", "bias": "bias", "gamma": "weight", "beta": "bias",

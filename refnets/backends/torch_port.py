@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from .port_common import PortModelError, UserLayer
-from .torch_backend import DTYPES
+from .torch.framework import DTYPES
 
 _BATCHNORMS = (nn.BatchNorm1d, nn.BatchNorm2d)
 

@@ -22,7 +22,7 @@ from mxnet import autograd
 from mxnet.gluon import nn
 from mxnet.gluon.model_zoo import vision
 
-from ..backends import mxnet_backend as MB
+from ..backends.mxnet import framework as MB
 from ..spec import join
 from . import ZooEntry, spec_for
 from .core import Binding, NativeLayer, Slot, bind_by_order

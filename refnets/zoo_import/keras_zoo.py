@@ -14,11 +14,13 @@ from typing import Dict, List, Tuple
 
 import numpy as np
 
-from ..backends import keras_backend as KB  # sets KERAS_BACKEND before keras is imported
+from ..backends.keras import framework as KF  # sets KERAS_BACKEND before keras is imported
+from ..backends.keras import run as KR
+from ..backends.keras import weights as KB
 from . import ZooEntry, spec_for
 from .core import Binding, NativeLayer, Slot, bind_by_name
 
-keras, tf, ops = KB.keras, KB.tf, KB.ops
+keras, tf, ops = KF.keras, KF.tf, KF.ops
 
 DROP = frozenset({"res", "body", "new", "features", "classifier"})
 LINEAR = "linear"
@@ -139,8 +141,8 @@ def capture(model: keras.Model, points: Dict[str, NativeLayer], x: np.ndarray) -
 
 
 def count_params(model: keras.Model) -> Tuple[int, int]:
-    return KB.count_params(model)
+    return KR.count_params(model)
 
 
 def versions() -> Dict[str, str]:
-    return KB.versions()
+    return KF.versions()

@@ -1,0 +1,126 @@
+"""Spec -> `nn.Module` tree whose module names are the spec's segment names, so
+`state_dict()` keys are the canonical names. One registered converter per node
+type (`CONVERTERS`).
+
+PyTorch's BatchNorm is the spec's reference rule (momentum = weight of the new
+batch statistic, running variance updated with the unbiased batch variance); a
+BatchNorm with `unbiased_running_var=False` gets `BiasedVarBatchNorm*d`."""
+
+from __future__ import annotations
+
+from ... import shapes
+from ... import spec as S
+from ..base import Converters
+from .framework import DTYPES, nn
+from .layers import (BiasedVarBatchNorm1d, BiasedVarBatchNorm2d, DivisorAvgPool, Flatten, GlobalAvgPool,
+                     PaddedConv2d, PaddedMaxPool, SpecParallel, SpecSequential, symmetric)
+
+CONVERTERS = Converters("torch")
+
+
+ACTIVATIONS = {"relu": nn.ReLU, "sigmoid": nn.Sigmoid, "tanh": nn.Tanh}
+
+
+@CONVERTERS.register(S.Conv2d)
+def _conv(node: S.Conv2d, info: shapes.NodeInfo, dtype) -> nn.Module:
+    common = dict(in_channels=info.in_shape[0], out_channels=node.out_channels, kernel_size=node.kernel,
+                  stride=node.stride, dilation=node.dilation, groups=node.groups, bias=node.bias)
+    sym = symmetric(node.padding)
+    if sym is not None:
+        return nn.Conv2d(padding=sym, **common)
+    return PaddedConv2d(side_padding=node.padding, **common)
+
+
+@CONVERTERS.register(S.MaxPool)
+def _maxpool(node: S.MaxPool, info: shapes.NodeInfo, dtype) -> nn.Module:
+    sym = symmetric(node.padding)
+    fits = sym is not None and all(p <= k // 2 for p, k in zip(sym, node.kernel))
+    if fits:
+        return nn.MaxPool2d(node.kernel, node.stride, padding=sym, ceil_mode=node.ceil_mode)
+    return PaddedMaxPool(node, shapes.pool_window_padding(node, info.in_shape[1:]))
+
+
+@CONVERTERS.register(S.AvgPool)
+def _avgpool(node: S.AvgPool, info: shapes.NodeInfo, dtype) -> nn.Module:
+    sym = symmetric(node.padding)
+    if sym is not None and all(p <= k // 2 for p, k in zip(sym, node.kernel)):
+        return nn.AvgPool2d(node.kernel, node.stride, padding=sym, ceil_mode=node.ceil_mode,
+                            count_include_pad=node.count_include_pad)
+    return DivisorAvgPool(node, shapes.pool_window_padding(node, info.in_shape[1:]), info.in_shape[1:], dtype)
+
+
+@CONVERTERS.register(S.BatchNorm)
+def _batchnorm(node: S.BatchNorm, info: shapes.NodeInfo, dtype) -> nn.Module:
+    if node.unbiased_running_var:
+        cls = nn.BatchNorm2d if len(info.in_shape) == 3 else nn.BatchNorm1d
+    else:
+        cls = BiasedVarBatchNorm2d if len(info.in_shape) == 3 else BiasedVarBatchNorm1d
+    return cls(info.in_shape[0], eps=node.eps, momentum=node.momentum, affine=node.affine)
+
+
+@CONVERTERS.register(S.Dense)
+def _dense(node: S.Dense, info: shapes.NodeInfo, dtype) -> nn.Module:
+    return nn.Linear(info.in_shape[0], node.out_features, bias=node.bias)
+
+
+@CONVERTERS.register(S.Activation)
+def _activation(node: S.Activation, info, dtype) -> nn.Module:
+    return ACTIVATIONS[node.kind]()
+
+
+@CONVERTERS.register(S.GlobalAvgPool)
+def _global_avgpool(node, info, dtype) -> nn.Module:
+    return GlobalAvgPool()
+
+
+@CONVERTERS.register(S.AdaptiveAvgPool)
+def _adaptive_avgpool(node: S.AdaptiveAvgPool, info, dtype) -> nn.Module:
+    return nn.AdaptiveAvgPool2d(node.output_size)
+
+
+@CONVERTERS.register(S.ZeroPad)
+def _zero_pad(node: S.ZeroPad, info, dtype) -> nn.Module:
+    t, b, l, r = node.padding
+    return nn.ZeroPad2d((l, r, t, b))
+
+
+@CONVERTERS.register(S.Flatten)
+def _flatten(node, info, dtype) -> nn.Module:
+    return Flatten()
+
+
+@CONVERTERS.register(S.Dropout)
+def _dropout(node: S.Dropout, info, dtype) -> nn.Module:
+    return nn.Dropout(node.rate)
+
+
+@CONVERTERS.register(S.Identity)
+def _identity(node, info, dtype) -> nn.Module:
+    return nn.Identity()
+
+
+def _module(node: S.Node, path: str, infos, dtype) -> nn.Module:
+    if isinstance(node, (S.Sequential, S.Parallel)):
+        kids = {}
+        for index, child in enumerate(S.children_of(node)):
+            segment = S.child_segment(child, index)
+            kids[segment] = _module(child, S.join(path, segment), infos, dtype)
+        if isinstance(node, S.Sequential):
+            seq = SpecSequential()
+            for segment, module in kids.items():
+                seq.add_module(segment, module)
+            return seq
+        return SpecParallel(kids, node.merge)
+    return CONVERTERS.convert(node, infos[path], dtype)
+
+
+def build(model: S.ModelSpec, dtype: str = "float32") -> nn.Module:
+    """An `nn.Module` in eval mode, initialised by PyTorch's own initialisers."""
+    torch_dtype = DTYPES[dtype]
+    infos = shapes.infer(model)
+    net = _module(model.root, "", infos, torch_dtype).to(torch_dtype).eval()
+    net.refnets_spec = model
+    net.refnets_dtype = torch_dtype  # also for models without parameters
+    return net
+
+

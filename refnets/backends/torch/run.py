@@ -1,0 +1,99 @@
+"""Forward with per-node capture, gradients and training steps of a built torch model."""
+
+from __future__ import annotations
+
+from typing import Dict, Sequence, Tuple
+
+import numpy as np
+import torch
+
+from ..base import Gradients, heavy_ball_momentum
+from .framework import F, nn
+
+
+def _capture_hooks(model: nn.Module, capture: Sequence[str], store: Dict[str, np.ndarray]):
+    modules = dict(model.named_modules())
+    unknown = [p for p in capture if p not in modules]
+    if unknown:
+        raise KeyError(f"no node(s) {unknown} in the model")
+
+    def hook_for(path):
+        def hook(_module, _inputs, output):
+            store[path] = output.detach().cpu().numpy().copy()
+        return hook
+
+    return [modules[p].register_forward_hook(hook_for(p)) for p in capture]
+
+
+def _tensor(model: nn.Module, x: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(x)).to(model.refnets_dtype)
+
+
+def forward(model: nn.Module, x: np.ndarray, capture: Sequence[str] = (),
+            train: bool = False) -> Tuple[np.ndarray, Dict[str, np.ndarray]]:
+    """Forward of a channels-first batch, in inference mode or (`train`) in
+    training mode (BatchNorm on batch statistics; the running statistics are
+    restored afterwards, so the model is unchanged); optionally the outputs of
+    the spec nodes named in `capture` (channels-first)."""
+    store: Dict[str, np.ndarray] = {}
+    handles = _capture_hooks(model, capture, store)
+    buffers = [b for _, b in model.named_buffers()]
+    saved = [b.clone() for b in buffers] if train else []
+    try:
+        model.train(train)
+        with torch.no_grad() if train else torch.inference_mode():
+            out = model(_tensor(model, x))
+    finally:
+        model.eval()
+        for handle in handles:
+            handle.remove()
+        with torch.no_grad():
+            for buffer, value in zip(buffers, saved):
+                buffer.copy_(value)
+    return out.cpu().numpy(), store
+
+
+def _loss(model: nn.Module, x: torch.Tensor, labels: np.ndarray, train: bool):
+    """(loss, logits) of one forward in training or inference mode."""
+    model.train(train)
+    logits = model(x)
+    return F.cross_entropy(logits, torch.from_numpy(np.asarray(labels, dtype=np.int64))), logits
+
+
+def gradients(model: nn.Module, x: np.ndarray, labels: np.ndarray, train: bool = False) -> Gradients:
+    """Loss, logits and the gradients of the mean cross-entropy with respect to
+    the input and every parameter. `train`: training mode, which updates the
+    BatchNorm running statistics as a training step does."""
+    inputs = _tensor(model, x).requires_grad_(True)
+    model.zero_grad(set_to_none=True)
+    try:
+        loss, logits = _loss(model, inputs, labels, train)
+        loss.backward()
+    finally:
+        model.eval()
+    params = {name: (torch.zeros_like(p) if p.grad is None else p.grad).detach().cpu().numpy().copy()
+              for name, p in model.named_parameters()}
+    model.zero_grad(set_to_none=True)
+    return Gradients(loss.item(), logits.detach().cpu().numpy(), inputs.grad.cpu().numpy(), params)
+
+
+class Trainer:
+    """Training steps with torch.optim.SGD ("sgd", or "momentum": heavy ball;
+    no dampening, Nesterov or weight decay) on the mean cross-entropy, the model
+    in training mode."""
+
+    def __init__(self, model: nn.Module, optimizer: str, lr: float, momentum: float = 0.0):
+        self.model = model
+        self.optimizer = torch.optim.SGD(model.parameters(), lr=lr,
+                                         momentum=heavy_ball_momentum(optimizer, momentum))
+
+    def step(self, x: np.ndarray, labels: np.ndarray) -> float:
+        """One optimiser step on the batch; the loss before the step."""
+        self.optimizer.zero_grad(set_to_none=True)
+        try:
+            loss, _ = _loss(self.model, _tensor(self.model, x), labels, train=True)
+            loss.backward()
+            self.optimizer.step()
+        finally:
+            self.model.eval()
+        return loss.item()
