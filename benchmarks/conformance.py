@@ -91,7 +91,7 @@ def main(argv=None) -> int:
 
 
 def markdown(rows) -> str:
-    backends = sorted({b for r in rows for b in r.get("max_rel", {})}, key=["torch", "mxnet", "keras"].index)
+    backends = sorted({b for r in rows for b in r.get("max_rel", {})}, key=list(backends.BACKENDS).index)
     lines = ["Worst max|out-zoo|/max|zoo| of each backend against the zoo's own model (224x224, "
              f"batch {rows[0].get('batch', 1) if rows else 1}, BatchNorm randomised in the zoo model).", "",
              "| zoo | zoo model | our model | dtype | " + " | ".join(backends) + " | seconds |",

@@ -25,10 +25,12 @@ from __future__ import annotations
 import time
 from typing import Dict, List, Optional
 
+from refnets.backends import catalog
+
 from ._common import median, peak_rss_mb, rss_mb
 
 MODELS = ("resnet18", "resnet50v2")
-FRAMEWORKS = ("torch", "mxnet", "keras")
+FRAMEWORKS = tuple(name for name, record in catalog.BACKENDS.items() if record.default)  # the frameworks
 BATCH = 2
 SEED = 0
 TARGET_OVERHEAD = 0.15

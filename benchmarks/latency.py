@@ -347,7 +347,7 @@ def run(quick: bool, log) -> dict:
     settings = repeats(quick)
     pairs = plan(quick)
     rows, versions, errors = [], {}, []
-    for framework in ("keras", "mxnet", "torch"):
+    for framework in SETUP:
         mine = [p for p in pairs if p["framework"] == framework]
         log(f"latency: {framework} ({', '.join(p['pair'] for p in mine)})")
         result = worker("latency", timeout=900, framework=framework, pairs=mine, **settings)

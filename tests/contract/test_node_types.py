@@ -1,0 +1,126 @@
+"""The backend contract, node type by node type: every backend builds every node
+type of the vocabulary, round-trips its weights bit for bit and agrees with the
+other backends on it; a coverage test names any backend that lacks a converter."""
+
+import numpy as np
+import pytest
+from refnets import backends, rules
+from refnets import spec as S
+from refnets import weights as W
+from refnets.backends import catalog
+
+from conftest import TOLERANCE, relative_error, seeded_input
+
+AVAILABLE = [name for name in backends.BACKENDS if backends.is_installed(name) and name != "numpy"]  # TEMP
+
+
+def _conv(name, **kw):
+    base = dict(out_channels=4, kernel=(3, 3))
+    return S.Conv2d(name=name, **{**base, **kw})
+
+
+def _model(name, *nodes, input_shape=(4, 9, 9)):
+    return S.ModelSpec(name=name, root=S.Sequential(children=tuple(nodes)), input_shape=input_shape)
+
+
+# One small model per node type (and per variant on which frameworks differ). The
+# dict's keys name the node type each case exercises; the coverage test checks
+# that together they cover the whole vocabulary.
+CASES = {
+    "Conv2d": _model("conv", _conv("c", stride=(2, 1), padding=(0, 1, 2, 1), dilation=(1, 2))),
+    "Conv2d-groups-nobias": _model("conv_groups", _conv("c", groups=2, bias=False, padding=(1, 1, 1, 1))),
+    "Conv2d-strided-dilated": _model("conv_sd", _conv("c", stride=(2, 2), dilation=(2, 2), padding=(2, 2, 2, 2))),
+    "Dense": _model("dense", S.Flatten(name="f"), S.Dense(name="d", out_features=5)),
+    "BatchNorm": _model("bn", S.BatchNorm(name="bn", eps=1e-3, momentum=0.3)),
+    "BatchNorm-affine-free": _model("bn_free", S.BatchNorm(name="bn", affine=False)),
+    "BatchNorm-vector": _model("bn_vec", S.GlobalAvgPool(name="g"), S.BatchNorm(name="bn")),
+    "Activation": _model("acts", S.Activation(name="r", kind="relu"), S.Activation(name="s", kind="sigmoid"),
+                         S.Activation(name="t", kind="tanh")),
+    "MaxPool": _model("maxpool", S.MaxPool(name="p", kernel=(3, 3), stride=(2, 2), padding=(1, 0, 1, 1),
+                                           ceil_mode=True)),
+    "AvgPool": _model("avgpool", S.AvgPool(name="p", kernel=(3, 2), stride=(2, 2), padding=(1, 1, 0, 1),
+                                           ceil_mode=True, count_include_pad=False)),
+    "AvgPool-include-pad": _model("avgpool_pad", S.AvgPool(name="p", kernel=(3, 3), stride=(2, 2),
+                                                           padding=(1, 1, 1, 1))),
+    "GlobalAvgPool": _model("gap", S.GlobalAvgPool(name="g")),
+    "AdaptiveAvgPool": _model("adaptive", S.AdaptiveAvgPool(name="down", output_size=(4, 3)),
+                              S.AdaptiveAvgPool(name="up", output_size=(5, 7))),
+    "ZeroPad": _model("zeropad", S.ZeroPad(name="z", padding=(1, 0, 2, 3))),
+    "Flatten": _model("flatten", S.Flatten(name="f")),
+    "Dropout": _model("dropout", S.Dropout(name="d", rate=0.5)),
+    "Identity": _model("identity", _conv("c", padding=(1, 1, 1, 1)), S.Identity(name="i")),
+    "Parallel": _model("parallel", S.Parallel(name="add", merge="add", branches=(
+        _conv("a", padding=(1, 1, 1, 1)), S.Identity(name="skip", ))), S.Parallel(name="cat", branches=(
+            _conv("a", out_channels=3, kernel=(1, 1)), S.MaxPool(name="b", kernel=(3, 3), stride=(1, 1),
+                                                                 padding=(1, 1, 1, 1))))),
+}
+
+
+def test_the_cases_cover_the_whole_vocabulary():
+    covered = {key.split("-")[0] for key in CASES}
+    assert covered >= {t.__name__ for t in rules.NODE_TYPES}
+
+
+def backend_param(name):
+    return pytest.param(name, marks=pytest.mark.skipif(name not in AVAILABLE, reason=f"{name} is not installed"))
+
+
+@pytest.mark.parametrize("name", [backend_param(n) for n in backends.BACKENDS])
+def test_every_backend_has_a_converter_for_every_node_type(name):
+    missing = backends.get(name).missing_converters()
+    assert not missing, f"the {name} backend has no converter for {', '.join(missing)}"
+
+
+def test_an_unknown_node_type_is_named_by_the_backend():
+    """A node type outside a backend's registry fails at build time with the backend's name."""
+    registry = backends.Converters("demo")
+    registry.register(S.Conv2d)(lambda node: "conv")
+    with pytest.raises(backends.UnsupportedNodeError, match="demo backend has no converter for Dense"):
+        registry.convert(S.Dense(out_features=2))
+    assert registry.missing() == [t.__name__ for t in rules.NODE_TYPES if t is not S.Conv2d]
+
+
+@pytest.mark.parametrize("name", [backend_param(n) for n in backends.BACKENDS])
+def test_capabilities_match_the_catalog(name):
+    backend = backends.get(name)
+    record = catalog.BACKENDS[name]
+    assert backend.name == name
+    assert set(backend.capabilities) == set(record.capabilities) - {"read"}
+    for capability, method in (("gradients", "gradients"), ("training", "Trainer")):
+        implemented = getattr(type(backend), method) is not getattr(backends.Backend, method)
+        assert implemented == (capability in backend.capabilities), (name, capability)
+
+
+def test_a_missing_capability_is_a_clear_error():
+    class Partial(backends.Backend):
+        name = "partial"
+        converters = backends.Converters("partial")
+        build = get_weights = set_weights = forward = count_params = versions = lambda *a, **k: None
+
+    with pytest.raises(backends.CapabilityError, match="partial backend does not compute gradients"):
+        Partial().gradients(None, None, None)
+    with pytest.raises(backends.CapabilityError, match="partial backend does not train"):
+        Partial().Trainer(None, "sgd", 0.1)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_every_backend_round_trips_and_agrees_on_every_node_type(case, dtype):
+    if len(AVAILABLE) < 2:
+        pytest.skip("needs two backends")
+    model = CASES[case]
+    weights = W.init(model, seed=2, dtype=dtype)
+    x = seeded_input(model.input_shape, dtype=dtype)
+    outputs = {}
+    for name in AVAILABLE:
+        impl = backends.get(name)
+        net = impl.build(model, dtype=dtype)
+        impl.set_weights(net, weights)
+        back = impl.get_weights(net)
+        assert sorted(back) == sorted(weights), name
+        assert all(np.array_equal(back[k], weights[k]) and back[k].dtype == np.dtype(dtype) for k in weights), name
+        outputs[name], _ = impl.forward(net, x)
+    reference = AVAILABLE[0]
+    errors = {name: relative_error(out, outputs[reference]) for name, out in outputs.items()}
+    assert all(outputs[n].shape == outputs[reference].shape for n in outputs), {n: o.shape for n, o in outputs.items()}
+    assert max(errors.values()) <= TOLERANCE[dtype], errors
