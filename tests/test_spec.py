@@ -167,3 +167,27 @@ def test_summary_cli():
     assert "vgg19" in listing.stdout
     bad = _run("-m", "refnets", "summary", "alexnet", "--input-shape", "3,32,32")
     assert bad.returncode == 2 and "features.pool5" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_every_node_type_has_one_rule_and_kind():
+    from refnets import rules
+
+    leaves = {S.Conv2d, S.Dense, S.BatchNorm, S.Activation, S.MaxPool, S.AvgPool, S.GlobalAvgPool,
+              S.AdaptiveAvgPool, S.ZeroPad, S.Flatten, S.Dropout, S.Identity}
+    assert set(rules.NODE_TYPES) == leaves
+    assert rules.kind(S.Conv2d(out_channels=2, kernel=(1, 1))) == "conv"
+    assert rules.kind(S.Sequential()) == "sequential" and rules.kind(S.Parallel()) == "parallel"
+    assert [t.__name__ for t in rules.NODE_TYPES if rules.RULES[t].kind in rules.PARAM_KINDS] == \
+        ["Conv2d", "Dense", "BatchNorm"]
+
+
+def test_a_node_type_without_a_rule_is_named():
+    from dataclasses import dataclass
+
+    @dataclass(frozen=True, kw_only=True)
+    class Swish(S.Node):
+        pass
+
+    model = S.ModelSpec(name="m", root=S.Sequential(children=(Swish(name="act"),)), input_shape=(1, 4, 4))
+    with pytest.raises(TypeError, match=r"node 'act': unknown node type Swish; the vocabulary has Conv2d"):
+        refnets.infer(model)
