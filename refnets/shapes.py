@@ -1,4 +1,5 @@
-"""Shape inference, parameter shapes and counts, multiply-accumulates.
+"""Shape inference, parameter shapes and counts, multiply-accumulates, from the
+per-node-type rules (`rules`).
 
 Everything here is computed from the spec alone; no framework is imported. The
 backends use `infer` to size their layers and `pool_window_padding` to realise
@@ -11,13 +12,11 @@ import math
 from dataclasses import dataclass
 from typing import Dict, List, Tuple
 
+from . import rules
 from . import spec as S
+from .rules import InputTooSmallError, pool_output_hw  # noqa: F401 (public here too)
 
 Shape = Tuple[int, ...]
-
-
-class InputTooSmallError(ValueError):
-    """The input is too small (or of the wrong rank) for a node of the model."""
 
 
 @dataclass(frozen=True)
@@ -26,29 +25,6 @@ class NodeInfo:
     node: S.Node
     in_shape: Shape
     out_shape: Shape
-
-
-def _spatial_out(size: int, kernel: int, stride: int, pad_lo: int, pad_hi: int, dilation: int = 1,
-                 ceil_mode: bool = False) -> int:
-    span = dilation * (kernel - 1) + 1
-    room = size + pad_lo + pad_hi - span
-    if room < 0:
-        return 0
-    if not ceil_mode:
-        return room // stride + 1
-    out = -(-room // stride) + 1
-    # PyTorch: the last window must start inside the input or the top/left padding.
-    if (out - 1) * stride >= size + pad_lo:
-        out -= 1
-    return out
-
-
-def pool_output_hw(node, hw: Tuple[int, int]) -> Tuple[int, int]:
-    kh, kw = node.kernel
-    sh, sw = node.stride
-    t, b, l, r = node.padding
-    return (_spatial_out(hw[0], kh, sh, t, b, ceil_mode=node.ceil_mode),
-            _spatial_out(hw[1], kw, sw, l, r, ceil_mode=node.ceil_mode))
 
 
 def pool_window_padding(node, hw: Tuple[int, int]) -> S.Pad4:
@@ -90,57 +66,12 @@ def adaptive_windows(size: int, out: int) -> List[Tuple[int, int]]:
     return [((i * size) // out, -(-((i + 1) * size) // out)) for i in range(out)]
 
 
-def _need_map(path: str, node: S.Node, shape: Shape) -> Tuple[int, int, int]:
-    if len(shape) != 3:
-        raise InputTooSmallError(
-            f"node {path!r} ({type(node).__name__}) needs a (C, H, W) feature map, got shape {shape}")
-    return shape  # type: ignore[return-value]
-
-
-def _too_small(path: str, node: S.Node, shape: Shape, detail: str) -> InputTooSmallError:
-    return InputTooSmallError(
-        f"input too small: node {path!r} ({type(node).__name__}) gets a feature map of shape "
-        f"{'x'.join(map(str, shape))}, {detail}")
-
-
 def _leaf_out(path: str, node: S.Node, shape: Shape) -> Shape:
-    if isinstance(node, S.Conv2d):
-        c, h, w = _need_map(path, node, shape)
-        if c % node.groups or node.out_channels % node.groups:
-            raise ValueError(f"node {path!r}: channels {c}->{node.out_channels} not divisible by groups {node.groups}")
-        t, b, l, r = node.padding
-        oh = _spatial_out(h, node.kernel[0], node.stride[0], t, b, node.dilation[0])
-        ow = _spatial_out(w, node.kernel[1], node.stride[1], l, r, node.dilation[1])
-        if oh < 1 or ow < 1:
-            raise _too_small(path, node, shape, f"smaller than its {node.kernel[0]}x{node.kernel[1]} kernel after padding")
-        return (node.out_channels, oh, ow)
-    if isinstance(node, (S.MaxPool, S.AvgPool)):
-        c, h, w = _need_map(path, node, shape)
-        if any(p >= k for p, k in zip(node.padding, (node.kernel[0],) * 2 + (node.kernel[1],) * 2)):
-            raise ValueError(f"node {path!r}: pooling padding {node.padding} must be smaller than the kernel "
-                             f"{node.kernel} on every side (a window of padding alone has no value)")
-        oh, ow = pool_output_hw(node, (h, w))
-        if oh < 1 or ow < 1:
-            raise _too_small(path, node, shape, f"smaller than its {node.kernel[0]}x{node.kernel[1]} window after padding")
-        return (c, oh, ow)
-    if isinstance(node, S.ZeroPad):
-        c, h, w = _need_map(path, node, shape)
-        t, b, l, r = node.padding
-        return (c, h + t + b, w + l + r)
-    if isinstance(node, S.AdaptiveAvgPool):
-        c, _, _ = _need_map(path, node, shape)
-        return (c,) + tuple(node.output_size)
-    if isinstance(node, S.GlobalAvgPool):
-        return (_need_map(path, node, shape)[0],)
-    if isinstance(node, S.Flatten):
-        return (math.prod(shape),)
-    if isinstance(node, S.Dense):
-        if len(shape) != 1:
-            raise ValueError(f"node {path!r} (Dense) needs a vector input, got shape {shape}: add a Flatten")
-        return (node.out_features,)
-    if isinstance(node, (S.BatchNorm, S.Activation, S.Dropout, S.Identity)):
-        return shape
-    raise TypeError(f"node {path!r}: unknown node type {type(node).__name__}")
+    try:
+        node_rule = rules.rule(node)
+    except TypeError as err:
+        raise TypeError(f"node {path!r}: {err}") from None
+    return node_rule.out_shape(path, node, shape)
 
 
 def _merge(path: str, node: S.Parallel, shapes: List[Shape]) -> Shape:
@@ -184,26 +115,15 @@ def output_shape(model: S.ModelSpec, input_shape=None) -> Shape:
 
 # ------------------------------------------------------------------------ parameters
 
-BN_PARAMS = ("weight", "bias", "running_mean", "running_var")
-BN_STATISTICS = ("running_mean", "running_var")
+BN_PARAMS = rules.BN_PARAMS
+BN_STATISTICS = rules.BN_STATISTICS
 
 
 def node_param_shapes(info: NodeInfo) -> Dict[str, Shape]:
     """Canonical parameter shapes of one node: conv OIHW, dense (out, in)."""
-    node = info.node
-    if isinstance(node, S.Conv2d):
-        shapes = {"weight": (node.out_channels, info.in_shape[0] // node.groups) + tuple(node.kernel)}
-        if node.bias:
-            shapes["bias"] = (node.out_channels,)
-        return shapes
-    if isinstance(node, S.Dense):
-        shapes = {"weight": (node.out_features, info.in_shape[0])}
-        if node.bias:
-            shapes["bias"] = (node.out_features,)
-        return shapes
-    if isinstance(node, S.BatchNorm):
-        return {p: (info.in_shape[0],) for p in (BN_PARAMS if node.affine else BN_STATISTICS)}
-    return {}
+    if isinstance(info.node, S.CONTAINERS):
+        return {}
+    return rules.rule(info.node).params(info.node, info.in_shape)
 
 
 def param_shapes(model: S.ModelSpec, input_shape=None) -> Dict[str, Shape]:
@@ -223,13 +143,9 @@ class Counts:
 
 
 def node_macs(info: NodeInfo) -> int:
-    node = info.node
-    if isinstance(node, S.Conv2d):
-        c_in = info.in_shape[0] // node.groups
-        return math.prod(info.out_shape) * c_in * node.kernel[0] * node.kernel[1]
-    if isinstance(node, S.Dense):
-        return info.in_shape[0] * node.out_features
-    return 0
+    if isinstance(info.node, S.CONTAINERS):
+        return 0
+    return rules.rule(info.node).macs(info.node, info.in_shape, info.out_shape)
 
 
 def counts(model: S.ModelSpec, input_shape=None) -> Counts:

@@ -1,0 +1,63 @@
+"""One record per backend and per framework zoo: what the CLI's choices, the
+install hints, the availability checks and the benchmarks read. Adding a backend
+is one package under `refnets/backends/` plus one record here.
+
+Imports no framework.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Dict, Optional, Tuple
+
+
+@dataclass(frozen=True)
+class BackendRecord:
+    name: str
+    package: str  # the backend package; importing it imports the framework
+    framework: str  # the top-level module whose presence means the framework is installed
+    install: str  # what installs it
+    capabilities: Tuple[str, ...]  # see base.CAPABILITIES; "read": a reader of users' native models
+    default: bool = True  # in the default backend set of a parity run when installed
+    zoo: Optional[str] = None  # the framework's own model zoo (parity --against)
+
+
+@dataclass(frozen=True)
+class ZooRecord:
+    name: str
+    label: str
+    backend: str  # the backend package that holds its adapter (`<package>.zoo`)
+    framework: str  # the module that must be installed to build its models
+    install: str
+
+
+_FRAMEWORKS = ("inference", "capture", "gradients", "training", "read")
+
+BACKENDS: Dict[str, BackendRecord] = {record.name: record for record in (
+    BackendRecord("torch", "refnets.backends.torch", "torch", "pip install 'refnets[torch]'", _FRAMEWORKS,
+                  zoo="torchvision"),
+    BackendRecord("mxnet", "refnets.backends.mxnet", "mxnet", "pip install 'refnets[mxnet]'", _FRAMEWORKS,
+                  zoo="gluon"),
+    BackendRecord("keras", "refnets.backends.keras", "keras", "pip install 'refnets[keras]'", _FRAMEWORKS,
+                  zoo="keras"),
+    # The framework-free reference: numpy interprets the spec. Opt-in (--backends numpy,...),
+    # so a plain parity run still compares the frameworks with each other.
+    BackendRecord("numpy", "refnets.backends.numpy_ref", "numpy", "pip install numpy",
+                  ("inference", "capture", "gradients", "training"), default=False),
+)}
+
+ZOOS: Dict[str, ZooRecord] = {record.name: record for record in (
+    ZooRecord("keras", "keras.applications", "keras", "keras", "pip install 'refnets[keras]'"),
+    ZooRecord("gluon", "gluon.model_zoo", "mxnet", "mxnet", "pip install 'refnets[mxnet]'"),
+    ZooRecord("torchvision", "torchvision", "torch", "torchvision",
+              "pip install torchvision (the build matching your torch)"),
+)}
+
+
+def names() -> Tuple[str, ...]:
+    return tuple(BACKENDS)
+
+
+def frameworks_with(capability: str) -> Tuple[str, ...]:
+    """The backends whose record lists `capability`, in catalog order."""
+    return tuple(name for name, record in BACKENDS.items() if capability in record.capabilities)
