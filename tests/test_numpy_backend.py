@@ -3,10 +3,11 @@ finite-difference check of its backward pass, and (where torch is installed)
 the whole zoo against the torch backend at the project's bars."""
 
 import importlib.util
-import math
 
 import numpy as np
 import pytest
+from conftest import TOLERANCE, relative_error, seeded_input
+
 import refnets
 from refnets import shapes
 from refnets import spec as S
@@ -15,8 +16,6 @@ from refnets.backends.base import Backend, CapabilityError  # noqa: F401
 from refnets.backends.catalog import BACKENDS as CATALOG
 from refnets.backends.numpy_ref import BACKEND as NP
 from refnets.backends.numpy_ref import DropoutInTrainingError
-
-from conftest import TOLERANCE, relative_error, seeded_input
 
 HAS_TORCH = importlib.util.find_spec("torch") is not None
 needs_torch = pytest.mark.skipif(not HAS_TORCH, reason="torch is not installed")
@@ -160,6 +159,11 @@ def test_train_forward_uses_batch_statistics_and_leaves_the_model_unchanged():
     assert all(np.array_equal(before[k], after[k]) for k in before)
 
 
+def test_batchnorm_training_needs_two_values_per_channel():
+    with pytest.raises(ValueError, match="more than one value"):
+        run_one(S.BatchNorm(), np.ones((1, 3)), train=True)
+
+
 def test_dropout_is_identity_in_inference_and_refused_in_training():
     x = seeded_input((5,), dtype="float64")
     np.testing.assert_array_equal(run_one(S.Dropout(rate=0.5), x), x)
@@ -201,7 +205,8 @@ def test_dense_and_flatten_order():
     x = grid(2, 3, c=2)  # flatten: channel 0's rows first
     out = run_one(S.Flatten(), x)
     np.testing.assert_array_equal(out[0], [0, 1, 2, 3, 4, 5, 100, 101, 102, 103, 104, 105])
-    out = run_one(S.Dense(out_features=2), np.array([[1.0, 2.0, 3.0]]), {"weight": [[1, 0, -1], [0, 2, 0]], "bias": [1, 2]})
+    params = {"weight": [[1, 0, -1], [0, 2, 0]], "bias": [1, 2]}
+    out = run_one(S.Dense(out_features=2), np.array([[1.0, 2.0, 3.0]]), params)
     np.testing.assert_array_equal(out, [[-1, 6]])
 
 
@@ -225,7 +230,8 @@ def test_ceil_mode_max_pool_with_padding_never_picks_the_padding():
     node = S.MaxPool(kernel=(2, 2), stride=(2, 2), padding=(1, 1, 1, 1), ceil_mode=True)
     # windows start at -1, 1, 3 (a 4th would start in the bottom padding): rows {0}, {1, 2}, {3}
     np.testing.assert_array_equal(run_one(node, grid(4, 4))[0, 0], [[0, 2, 3], [8, 10, 11], [12, 14, 15]])
-    np.testing.assert_array_equal(run_one(node, -1 - grid(4, 4))[0, 0], -1 - np.array([[0, 1, 3], [4, 5, 7], [12, 13, 15]]))
+    negative = -1 - np.array([[0, 1, 3], [4, 5, 7], [12, 13, 15]])  # the window's smallest grid value wins
+    np.testing.assert_array_equal(run_one(node, -1 - grid(4, 4))[0, 0], negative)
 
 
 def test_avg_pool_divisors_at_the_border():
@@ -236,7 +242,8 @@ def test_avg_pool_divisors_at_the_border():
     assert incl[0, 0, 0, 0] == (0 + 1 + 4 + 5) / 9 and incl[0, 0, 3, 3] == (10 + 11 + 14 + 15) / 9
     # ceil mode: the overhang beyond the padding is not counted, even with count_include_pad
     ones = np.ones((1, 1, 5, 5))
-    np.testing.assert_array_equal(run_one(S.AvgPool(kernel=(2, 2), stride=(2, 2), ceil_mode=True), ones), np.ones((1, 1, 3, 3)))
+    ceil = S.AvgPool(kernel=(2, 2), stride=(2, 2), ceil_mode=True)
+    np.testing.assert_array_equal(run_one(ceil, ones), np.ones((1, 1, 3, 3)))
 
 
 def test_adaptive_pool_5_to_3_and_global_pool():
@@ -248,7 +255,8 @@ def test_adaptive_pool_5_to_3_and_global_pool():
 
 def test_zero_pad_identity_and_merges():
     x = grid(2, 2)
-    np.testing.assert_array_equal(run_one(S.ZeroPad(padding=(1, 0, 0, 2)), x)[0, 0], [[0, 0, 0, 0], [0, 1, 0, 0], [2, 3, 0, 0]])
+    padded = run_one(S.ZeroPad(padding=(1, 0, 0, 2)), x)[0, 0]
+    np.testing.assert_array_equal(padded, [[0, 0, 0, 0], [0, 1, 0, 0], [2, 3, 0, 0]])
     np.testing.assert_array_equal(run_one(S.Identity(), x), x)
     cat = S.Parallel(branches=(S.Identity(), S.ZeroPad(padding=(0, 0, 0, 0))), merge="concat")
     np.testing.assert_array_equal(run_one(cat, x), np.concatenate([x, x], axis=1))

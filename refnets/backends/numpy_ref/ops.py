@@ -13,11 +13,10 @@ from `refnets.shapes`; nothing here re-derives it.
 
 from __future__ import annotations
 
-from typing import Dict, Tuple
+from typing import Tuple
 
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
-
 
 # ------------------------------------------------------------------ windows
 
@@ -124,6 +123,9 @@ def batchnorm(x, weight, bias, running_mean, running_var, eps, train):
     statistics (inference) or the batch mean and biased batch variance over
     every axis but the channels (training). weight/bias None: 1 and 0."""
     axes = _channel_axes(x)
+    n = x.size // x.shape[1]
+    if train and n < 2:
+        raise ValueError(f"BatchNorm in training mode needs more than one value per channel, got input {x.shape}")
     if train:
         mean = x.mean(axis=axes)
         var = np.square(x - _per_channel(mean, x)).mean(axis=axes)
@@ -134,7 +136,6 @@ def batchnorm(x, weight, bias, running_mean, running_var, eps, train):
     y = xhat
     if weight is not None:
         y = xhat * _per_channel(weight, x) + _per_channel(bias, x)
-    n = x.size // x.shape[1]
     return y, (xhat, inv, weight, train, mean, var, n)
 
 

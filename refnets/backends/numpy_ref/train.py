@@ -73,5 +73,6 @@ class Trainer:
         for name, grad in grads.items():
             v = self.mu * self.velocity.get(name, np.zeros_like(grad)) + grad
             self.velocity[name] = v.astype(dtype)
-            self.model.params[name] = (self.model.params[name] - dtype.type(self.lr) * self.velocity[name]).astype(dtype)
+            step = dtype.type(self.lr) * self.velocity[name]
+            self.model.params[name] = (self.model.params[name] - step).astype(dtype)
         return loss
