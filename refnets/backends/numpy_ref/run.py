@@ -1,0 +1,91 @@
+"""Running the node tree: the forward pass (with per-node capture and, for a
+backward pass, a tape of every leaf's cache) and the backward pass.
+
+Activations are channels-first numpy arrays in the model's dtype throughout.
+"""
+
+from __future__ import annotations
+
+from typing import Dict, Optional, Sequence, Tuple
+
+import numpy as np
+
+from ... import spec as S
+from .build import Leaf, NumpyModel, Par, Seq
+
+
+def check_input(model: NumpyModel, x: np.ndarray) -> np.ndarray:
+    """x as a (N,) + input_shape array of the model's dtype (the model is built
+    for its spec's input shape: pool divisors and windows depend on it)."""
+    x = np.asarray(x)
+    expected = tuple(model.spec.input_shape)
+    if x.ndim != len(expected) + 1 or tuple(x.shape[1:]) != expected:
+        raise ValueError(f"the numpy model {model.spec.name!r} is built for inputs of shape (N,) + {expected}, "
+                         f"got {x.shape}")
+    return x.astype(model.dtype, copy=False)
+
+
+def check_capture(model: NumpyModel, capture: Sequence[str]) -> None:
+    unknown = [p for p in capture if p not in model.infos]
+    if unknown:
+        raise KeyError(f"no node(s) {unknown} in the model")
+
+
+def run_forward(model: NumpyModel, tree, x: np.ndarray, train: bool, capture: frozenset,
+                store: Dict[str, np.ndarray], tape: Optional[dict]) -> np.ndarray:
+    """The output of `tree` on x. Outputs of the nodes in `capture` are copied
+    into `store`; with a `tape`, every leaf's cache is kept there by path."""
+    if isinstance(tree, Seq):
+        y = x
+        for child in tree.children:
+            y = run_forward(model, child, y, train, capture, store, tape)
+    elif isinstance(tree, Par):
+        outs = [run_forward(model, b, x, train, capture, store, tape) for b in tree.branches]
+        if tree.merge == "add":
+            y = outs[0]
+            for out in outs[1:]:
+                y = y + out
+        else:
+            y = np.concatenate(outs, axis=1)
+    else:
+        y, cache = tree.forward(model.params_of(tree), x, train)
+        if tape is not None:
+            tape[tree.path] = cache
+    if tree.path in capture:
+        store[tree.path] = np.array(y, copy=True)
+    return y
+
+
+def run_backward(model: NumpyModel, tree, dy: np.ndarray, tape: dict, grads: Dict[str, np.ndarray]) -> np.ndarray:
+    """d loss / d input of `tree` from d loss / d output, adding every
+    parameter's gradient to `grads` under its canonical name."""
+    if isinstance(tree, Seq):
+        for child in reversed(tree.children):
+            dy = run_backward(model, child, dy, tape, grads)
+        return dy
+    if isinstance(tree, Par):
+        if tree.merge == "add":
+            pieces = [dy] * len(tree.branches)
+        else:  # concat: each branch gets its own channels
+            bounds = np.cumsum([b.info.out_shape[0] for b in tree.branches])[:-1]
+            pieces = np.split(dy, bounds, axis=1)
+        dx = None
+        for branch, piece in zip(tree.branches, pieces):
+            d = run_backward(model, branch, piece, tape, grads)
+            dx = d if dx is None else dx + d
+        return dx
+    assert isinstance(tree, Leaf)
+    dx, leaf_grads = tree.backward(model.params_of(tree), tape[tree.path], dy)
+    for role, grad in leaf_grads.items():
+        grads[S.join(tree.path, role)] = grad
+    return dx
+
+
+def forward(model: NumpyModel, x: np.ndarray, capture: Sequence[str] = (),
+            train: bool = False) -> Tuple[np.ndarray, Dict[str, np.ndarray]]:
+    """(output, {path: activation}); never changes the model."""
+    check_capture(model, capture)
+    x = check_input(model, x)
+    store: Dict[str, np.ndarray] = {}
+    out = run_forward(model, model.tree, x, train, frozenset(capture), store, None)
+    return np.array(out, copy=True), store
