@@ -316,8 +316,9 @@ def zoo_cases():
 
 
 def torch_twin(model, dtype, weights):
-    from refnets.backends import torch_backend as T
+    from refnets import backends
 
+    T = backends.get("torch")
     net = T.build(model, dtype)
     T.set_weights(net, weights)
     return T, net

@@ -11,7 +11,7 @@ from refnets.backends import catalog
 
 from conftest import TOLERANCE, relative_error, seeded_input
 
-AVAILABLE = [name for name in backends.BACKENDS if backends.is_installed(name) and name != "numpy"]  # TEMP
+AVAILABLE = [name for name in backends.BACKENDS if backends.is_installed(name)]
 
 
 def _conv(name, **kw):
