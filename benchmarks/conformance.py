@@ -91,19 +91,20 @@ def main(argv=None) -> int:
 
 
 def markdown(rows) -> str:
-    backends = sorted({b for r in rows for b in r.get("max_rel", {})}, key=list(backends.BACKENDS).index)
+    order = list(backends.BACKENDS)
+    chosen = sorted({b for r in rows for b in r.get("max_rel", {})}, key=order.index)
     lines = ["Worst max|out-zoo|/max|zoo| of each backend against the zoo's own model (224x224, "
              f"batch {rows[0].get('batch', 1) if rows else 1}, BatchNorm randomised in the zoo model).", "",
-             "| zoo | zoo model | our model | dtype | " + " | ".join(backends) + " | seconds |",
-             "|---|---|---|---|" + "---|" * len(backends) + "---|"]
+             "| zoo | zoo model | our model | dtype | " + " | ".join(chosen) + " | seconds |",
+             "|---|---|---|---|" + "---|" * len(chosen) + "---|"]
     for r in rows:
         if "error" in r:
-            lines.append(f"| {r['zoo']} | {r['zoo_model']} | - | {r['dtype']} | " + " | ".join("error" for _ in backends)
+            lines.append(f"| {r['zoo']} | {r['zoo_model']} | - | {r['dtype']} | " + " | ".join("error" for _ in chosen)
                          + " | - |")
             continue
         options = ", ".join(f"{k}={v}" for k, v in r["options"].items() if k != "num_classes")
         label = r["model"] + (f" ({options})" if options else "")
-        cells = [f"{r['max_rel'][b]:.1e}" if b in r["max_rel"] else "-" for b in backends]
+        cells = [f"{r['max_rel'][b]:.1e}" if b in r["max_rel"] else "-" for b in chosen]
         lines.append(f"| {r['zoo']} | {r['zoo_model']} | {label} | {r['dtype']} | " + " | ".join(cells)
                      + f" | {r['seconds']:.0f} |")
     return "\n".join(lines) + "\n"

@@ -23,7 +23,7 @@ three native models' weights.
 from __future__ import annotations
 
 import time
-from typing import Dict, List, Optional
+from typing import List, Optional
 
 from refnets.backends import catalog
 
@@ -42,7 +42,7 @@ TARGET_OVERHEAD = 0.15
 def worker_parity(start: float, model: str, layers: bool = True) -> dict:
     t = time.perf_counter()
     import parity
-    from parity import report
+    from parity.reports import inference as report
 
     harness_import_s = time.perf_counter() - t
     marks = []
@@ -224,7 +224,7 @@ def summarise(model: str, raw: dict) -> Optional[dict]:
 
 def memory(model: str, runs: List[dict], raw: dict) -> dict:
     import refnets
-    from parity.localise import capture_paths
+    from parity.engine.localise import capture_paths
 
     spec = refnets.get_spec(model)
     weights_mb = refnets.counts(spec).total * 4 / 2 ** 20

@@ -36,8 +36,8 @@ def one(model: str, shape, dtype: str, frameworks) -> dict:
 
 
 def markdown(rows, frameworks) -> str:
-    lines = [f"max|framework - numpy| / max|numpy| of every framework against the numpy reference backend "
-             f"(batch 2, seeded weights, BatchNorm statistics randomised).", "",
+    lines = ["max|framework - numpy| / max|numpy| of every framework against the numpy reference backend "
+             "(batch 2, seeded weights, BatchNorm statistics randomised).", "",
              "| model | input | dtype | " + " | ".join(frameworks) + " | numpy forward s |",
              "|---|---|---|" + "---|" * len(frameworks) + "---|"]
     for r in rows:

@@ -4,13 +4,18 @@
 framework's own zoo model, `parity.run_port(...)` (and `assert_port_matches`) a
 user's hand-written port; `run_grad`, `run_train` and `run_train_steps`
 (gradients, a training-mode step, optimiser steps) return a `TrainingResult`;
-`python -m parity` is a thin CLI over them. Importing this package imports no
-framework."""
+`python -m parity` is a thin CLI over them (`parity.cli`). Importing this package
+imports no framework.
 
-from .assertions import assert_port_matches
+Layout: `engine/` (the set-up every mode shares, metrics, localisation,
+tolerances, the result header), `inference`, `conformance`, `port/`, `training/`,
+`reports/`, `cli`."""
+
 from .conformance import run_against
-from .port import PortResult, run_port
-from .runner import USAGE_ERRORS, BackendResult, ParityResult, ParityUsageError, run
+from .engine.config import USAGE_ERRORS, ParityUsageError
+from .engine.session import BackendResult, ParityResult
+from .inference import run
+from .port import PortResult, assert_port_matches, run_port
 from .training import TrainingResult, run_grad, run_train, run_train_steps
 
 __all__ = ["BackendResult", "ParityResult", "ParityUsageError", "PortResult", "TrainingResult", "USAGE_ERRORS",

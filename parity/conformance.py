@@ -18,23 +18,20 @@ from typing import Dict, Optional, Sequence
 
 import numpy as np
 import refnets
-from refnets import backends as B
 from refnets import registry
 from refnets import weights as W
 from refnets import zoo_import as Z
 
-from .localise import localise
-from .runner import (DTYPES, ParityResult, ParityUsageError, Progress, _build_and_load, _compare_all,
-                     _forward_all, _import_backends, _timed)
-from .tolerances import tolerance
+from .engine.config import (ParityUsageError, check_backends, check_batch, check_dtype, installed_backends,
+                            resolve_tolerance, seeded_input)
+from .engine.header import Progress, progress_or_quiet
+from .engine.localise import localise
+from .engine.session import ParityResult, build_and_load, compare_all, forward_all, import_backends, timed
+from .engine.tolerances import tolerance
 
 
 def _resolve_backends(names: Optional[Sequence[str]]):
-    chosen = list(names) if names else B.installed()
-    for name in chosen:
-        B.check_name(name)
-    if len(set(chosen)) != len(chosen):
-        raise ParityUsageError(f"backend listed twice in {','.join(chosen)}")
+    chosen = check_backends(names if names else installed_backends())
     if not chosen:
         raise ParityUsageError("a zoo run needs at least one backend; install one with: pip install 'refnets[all]'")
     return chosen
@@ -53,11 +50,9 @@ def run_against(model: str, zoo: str, backends: Optional[Sequence[str]] = None, 
     every installed one) with the `zoo` model ("keras", "gluon", "torchvision").
     Raises one of USAGE_ERRORS for bad arguments, a missing framework or a zoo
     model that does not fit the spec."""
-    say = progress or (lambda _msg: None)
-    if dtype not in DTYPES:
-        raise ParityUsageError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
-    if batch < 1:
-        raise ParityUsageError(f"batch must be at least 1, got {batch}")
+    say = progress_or_quiet(progress)
+    check_dtype(dtype)
+    check_batch(batch)
     if not isinstance(model, str):
         raise ParityUsageError("a zoo run takes a model name")
     entry, spec_options = Z.resolve(Z.check_zoo(zoo), model, options)
@@ -65,41 +60,40 @@ def run_against(model: str, zoo: str, backends: Optional[Sequence[str]] = None, 
     refnets.infer(spec)  # input too small: fail before importing anything
     chosen = _resolve_backends(backends)
     label = Z.ZOO_LABELS[zoo]
-    default_rtol, default_atol = tolerance(spec.name, dtype)
+    rtol, atol = resolve_tolerance(tolerance(spec.name, dtype), rtol, atol)
     result = ParityResult(model=spec.name, backends=[label] + chosen, reference=label, dtype=dtype,
-                          input_shape=tuple(spec.input_shape), batch=batch, seed=seed,
-                          rtol=default_rtol if rtol is None else rtol, atol=default_atol if atol is None else atol,
+                          input_shape=tuple(spec.input_shape), batch=batch, seed=seed, rtol=rtol, atol=atol,
                           options={k: v for k, v in spec.options if k in spec_options}, against=zoo,
                           zoo_model=entry.native)
     num_classes = dict(spec.options).get("num_classes", 1000)
 
     say(f"importing the {label} zoo")
-    with _timed(result, "import", label):
+    with timed(result, "import", label):
         zoo_impl = Z.adapter(zoo)
     result.versions.update(zoo_impl.versions())
     zoo_model = _ZooModel(zoo_impl, entry, spec, num_classes, dtype, seed)
     say(f"building {label} {entry.native}")
-    with _timed(result, "build", label):
+    with timed(result, "build", label):
         native = zoo_model.build()
     result.param_counts[label] = zoo_impl.count_params(native)
     say("randomising its BatchNorm and importing its weights")
-    with _timed(result, "weights", label):
+    with timed(result, "weights", label):
         binding, canonical = zoo_model.load(native)  # ZooMismatchError names the first mismatch
     if save_weights:
         W.save(save_weights, canonical)
-    x = np.random.default_rng(seed + 1).standard_normal((batch,) + tuple(spec.input_shape)).astype(dtype)
+    x = seeded_input(seed, batch, spec.input_shape, dtype)
     say(f"forward in {label}")
-    with _timed(result, "forward", label):
+    with timed(result, "forward", label):
         outputs = {label: zoo_impl.forward(native, x)}
     if not layers:  # the zoo model is rebuilt if a disagreement needs it: one VGG fewer in memory
         del native, binding
         gc.collect()
 
-    impls = _import_backends(result, chosen, say)
-    nets = _build_and_load(result, spec, impls, canonical, say)
+    impls = import_backends(result, chosen, say)
+    nets = build_and_load(result, spec, impls, canonical, say)
     del canonical
-    outputs.update(_forward_all(result, impls, nets, x, say))
-    _compare_all(result, outputs)
+    outputs.update(forward_all(result, impls, nets, x, say))
+    compare_all(result, outputs)
     if layers or not result.passed:
         if not layers:
             say(f"rebuilding {label} {entry.native} to localise")
@@ -108,7 +102,7 @@ def run_against(model: str, zoo: str, backends: Optional[Sequence[str]] = None, 
             if not np.array_equal(zoo_impl.forward(native, x), outputs[label]):
                 raise RuntimeError(f"the rebuilt {label} {entry.native} computes another output; "
                                    f"rerun with --layers to localise")
-        _localise_all(result, spec, binding, zoo_impl, native, impls, nets, x, say)
+        localise_against_zoo(result, spec, binding, zoo_impl, native, impls, nets, x, say)
     return result
 
 
@@ -135,16 +129,16 @@ class _ZooModel:
         return binding, binding.read()
 
 
-def _localise_all(result, spec, binding, zoo_impl, native, impls, nets, x, say) -> None:
+def localise_against_zoo(result, spec, binding, zoo_impl, native, impls, nets, x, say) -> None:
     points = binding.capture_points()
     paths = list(points)
     label = result.reference
     say(f"capturing {len(paths)} layer outputs in {label}")
-    with _timed(result, "localise", label):
+    with timed(result, "localise", label):
         ref_acts = zoo_impl.capture(native, points, x)
     for name in result.backends[1:]:
         say(f"capturing {len(paths)} node outputs in {name}")
-        with _timed(result, "localise", name):
+        with timed(result, "localise", name):
             _, acts = impls[name].forward(nets[name], x, capture=paths)
             result.results[name].localisation = localise(spec, ref_acts, acts, result.rtol, result.atol, paths)
 

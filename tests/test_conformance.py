@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 import refnets
 from parity import run_against
-from parity.__main__ import main
+from parity.cli import main
 from refnets import backends, registry
 from refnets import spec as S
 from refnets import weights as W
@@ -391,7 +391,7 @@ def test_a_wrong_weight_against_the_zoo_fails_and_is_localised(monkeypatch, caps
 
 
 def _cli(*args):
-    code = f"import sys; from parity.__main__ import main; sys.exit(main({list(args)!r}))"
+    code = f"import sys; from parity.cli import main; sys.exit(main({list(args)!r}))"
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
 
 

@@ -8,9 +8,10 @@ import sys
 import numpy as np
 import pytest
 import refnets
-from parity import report, run
-from parity.__main__ import main
-from parity.metrics import compare
+from parity import run
+from parity.cli import main
+from parity.engine.metrics import compare
+from parity.reports import inference as report
 from refnets import backends
 from refnets import spec as S
 from refnets import weights as W
@@ -161,7 +162,7 @@ def test_weights_file_round_trip(tmp_path, capsys):
 
 
 def _cli(*args, prelude=""):
-    code = f"{prelude}import sys; from parity.__main__ import main; sys.exit(main({list(args)!r}))"
+    code = f"{prelude}import sys; from parity.cli import main; sys.exit(main({list(args)!r}))"
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
 
 
@@ -195,7 +196,7 @@ def test_missing_framework_names_the_extra():
 
 
 def test_help_imports_no_framework():
-    code = ("import sys; from parity.__main__ import parser; parser().format_help(); "
+    code = ("import sys; from parity.cli import parser; parser().format_help(); "
             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'mxnet', 'keras', 'tensorflow')))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.stdout.strip() == "[]", result.stderr

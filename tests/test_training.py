@@ -11,8 +11,9 @@ import sys
 import numpy as np
 import pytest
 import refnets
-from parity import run_grad, run_train, run_train_steps, training_report
-from parity.__main__ import main
+from parity import run_grad, run_train, run_train_steps
+from parity.cli import main
+from parity.reports import training as training_report
 from parity.training import DEFAULT_LR, node_scales
 from refnets import backends
 from refnets import spec as S
@@ -318,7 +319,7 @@ def test_cli_train_exits_0(capsys):
 
 
 def _cli(*args):
-    code = f"import sys; from parity.__main__ import main; sys.exit(main({list(args)!r}))"
+    code = f"import sys; from parity.cli import main; sys.exit(main({list(args)!r}))"
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
 
 

@@ -6,8 +6,8 @@ import json
 from collections import Counter
 from typing import List
 
-from .port import PortResult
-from .report import _strict, _table
+from ..port.run import PortResult
+from .tables import strict, table
 
 SHOWN_UNMATCHED = 12
 
@@ -38,7 +38,7 @@ def _output_lines(result: PortResult) -> List[str]:
         return ["output: not compared: the reference weights could not be mapped onto the port"]
     verdict = "PASS" if c.passed else ("FAIL (NaN/Inf)" if not c.finite else "FAIL")
     top1 = "-" if c.top1 is None else f"{c.top1:.0%}"
-    return _table(["output", "max abs", "max rel", "mean abs", "top-1", "verdict"],
+    return table(["output", "max abs", "max rel", "mean abs", "top-1", "verdict"],
                   [[f"port vs {result.reference}", f"{c.max_abs:.3e}", f"{c.max_rel:.3e}", f"{c.mean_abs:.3e}", top1,
                     verdict]])
 
@@ -60,7 +60,7 @@ def _layer_lines(result: PortResult, all_layers: bool) -> List[str]:
         rows = [[p.port, p.reference, p.kind, f"{p.comparison.max_abs:.3e}", f"{p.comparison.max_rel:.3e}",
                  "ok" if p.comparison.passed else "DIVERGES"] for p in shown]
         lines += ["", "per-layer comparison" + ("" if all_layers else " (around the first divergence; --layers: all)")]
-        lines += ["  " + l for l in _table(["port layer", "reference node", "kind", "max abs", "max rel", ""], rows)]
+        lines += ["  " + l for l in table(["port layer", "reference node", "kind", "max abs", "max rel", ""], rows)]
     return lines
 
 
@@ -96,4 +96,4 @@ def as_dict(result: PortResult) -> dict:
 
 def write_json(result: PortResult, path: str) -> None:
     with open(path, "w") as handle:
-        json.dump(_strict(as_dict(result)), handle, indent=2, allow_nan=False)
+        json.dump(strict(as_dict(result)), handle, indent=2, allow_nan=False)

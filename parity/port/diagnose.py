@@ -26,8 +26,8 @@ import numpy as np
 from refnets import spec as S
 from refnets.backends.port_common import UserLayer
 
-from .metrics import compare
-from .port_match import Mapping, RefLayer
+from ..engine.metrics import compare
+from .match import Mapping, RefLayer
 
 
 @dataclass(frozen=True)

@@ -6,9 +6,10 @@ from __future__ import annotations
 import json
 from typing import List, Optional
 
-from . import report
-from .metrics import Comparison
-from .training import ParamComparison, TrainingResult
+from ..engine.metrics import Comparison
+from ..training.common import ParamComparison, TrainingResult
+from . import inference as inference_report
+from .tables import strict, table
 
 PHASES = ("import", "build", "weights", "step", "compare", "localise", "floor")
 TITLES = {"grad": "gradients", "train": "one training-mode step", "train-steps": "optimiser steps"}
@@ -79,7 +80,7 @@ def _summary(result: TrainingResult) -> List[str]:
         "train": ["backend", "loss rel", "logits rel", "top-1", "worst running statistic rel", "verdict"],
         "train-steps": ["backend", "worst loss rel", "worst final weight rel", "update rel", "verdict"],
     }
-    return report._table(headers[result.mode], rows)
+    return table(headers[result.mode], rows)
 
 
 def _steps(result: TrainingResult) -> List[str]:
@@ -98,7 +99,7 @@ def _steps(result: TrainingResult) -> List[str]:
         if result.floor is not None:
             cells.append(f"{result.floor[i]:.1e}")
         rows.append(cells)
-    return lines + report._table(header, rows)
+    return lines + table(header, rows)
 
 
 def _params_lines(result: TrainingResult, all_params: bool) -> List[str]:
@@ -121,7 +122,7 @@ def _params_lines(result: TrainingResult, all_params: bool) -> List[str]:
                      "ok" if p.comparison.passed else "DIVERGES"] for p in shown]
             more = [] if all_params or len(failing) <= SHOWN else [f"  ... and {len(failing) - SHOWN} more"]
             order = " (backpropagation order)" if result.mode == "grad" else ""
-            lines += [f"  {name}{order}:"] + ["  " + l for l in report._table(
+            lines += [f"  {name}{order}:"] + ["  " + l for l in table(
                 ["parameter", "kind", "max abs", "max rel", ""], rows)] + more
     return lines
 
@@ -150,12 +151,12 @@ def text(result: TrainingResult, all_params: bool = False) -> str:
     params = _params_lines(result, all_params)
     if params:
         lines += ["", "per-parameter comparison"] + params
-    localisation = report._localisation_lines(result, all_params) if result.mode == "train" else []
+    localisation = inference_report.localisation_lines(result, all_params) if result.mode == "train" else []
     if localisation:
         lines += ["", "per-node comparison (training-mode forward)"] + localisation
     timing = [[name] + [f"{result.timings.get(p, {}).get(name, 0.0):.2f}" for p in PHASES]
               for name in result.backends]
-    lines += ["", "seconds per phase"] + report._table(["backend"] + list(PHASES), timing)
+    lines += ["", "seconds per phase"] + table(["backend"] + list(PHASES), timing)
     lines += ["", "ALL AGREE" if result.passed else "DISAGREEMENT"]
     if not result.passed and result.dtype == "float32":
         lines.append("(float32: a ReLU or max-pool input within rounding of its kink can take the other branch in "
@@ -205,4 +206,4 @@ def as_dict(result: TrainingResult) -> dict:
 
 def write_json(result: TrainingResult, path: str) -> None:
     with open(path, "w") as handle:
-        json.dump(report._strict(as_dict(result)), handle, indent=2, allow_nan=False)
+        json.dump(strict(as_dict(result)), handle, indent=2, allow_nan=False)

@@ -11,8 +11,8 @@ layers, or the first divergent layer and what kind of difference it is."""
 
 from __future__ import annotations
 
-from .port import PortResult, run_port
-from .port_report import text
+from ..reports.port import text
+from .run import PortResult, run_port
 
 
 def assert_port_matches(model, port, port_backend: str = "torch", **options) -> PortResult:

@@ -11,13 +11,9 @@ divergent one is named, and `port_diagnose` says what kind of difference it is.
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
-import os
-import sys
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Optional, Union
+from typing import Dict, List, Optional, Union
 
 import numpy as np
 import refnets
@@ -25,16 +21,16 @@ from refnets import backends as B
 from refnets import spec as S
 from refnets.backends.port_common import PortModelError
 
-from .localise import capture_paths
-from .metrics import Comparison, compare
-from .port_diagnose import Diagnosis, Evidence, diagnose, input_agrees
-from .port_match import Mapping, assignment, match, reference_layers, same_shape_layers, swap
-from .runner import DTYPES, ParityUsageError, Progress, _canonical_weights, _resolve_model
-from .tolerances import tolerance
-
-
-class PortLoadError(ParityUsageError):
-    """`--port MODULE:CALLABLE` could not be imported or called."""
+from ..engine.config import (canonical_weights, check_dtype, resolve_model, resolve_tolerance,
+                             seeded_input)
+from ..engine.header import Progress, RunHeader, progress_or_quiet
+from ..engine.localise import capture_paths
+from ..engine.metrics import Comparison, compare
+from ..engine.tolerances import tolerance
+from . import match as matching
+from .load import PortLoadError, load_port  # noqa: F401 (PortLoadError: part of run_port's API)
+from .diagnose import Diagnosis, Evidence, diagnose, input_agrees
+from .match import Mapping, assignment, reference_layers, same_shape_layers, swap
 
 
 @dataclass(frozen=True)
@@ -45,19 +41,10 @@ class LayerPair:
     comparison: Comparison
 
 
-@dataclass
-class PortResult:
-    model: str
+@dataclass(kw_only=True)
+class PortResult(RunHeader):
     port: str
     port_backend: str
-    reference: str
-    dtype: str
-    input_shape: tuple
-    batch: int
-    seed: int
-    rtol: float
-    atol: float
-    options: Dict[str, object] = field(default_factory=dict)
     mapping: Mapping = field(default_factory=Mapping)
     unused: List[str] = field(default_factory=list)  # port layers with parameters never called
     comparison: Optional[Comparison] = None  # None: the weights could not be mapped
@@ -66,7 +53,6 @@ class PortResult:
     reassigned: int = 0  # same-shaped layers the first mapping confused, settled by their inputs
     diagnosis: Optional[Diagnosis] = None
     timings: Dict[str, float] = field(default_factory=dict)
-    versions: Dict[str, str] = field(default_factory=dict)
 
     @property
     def passed(self) -> bool:
@@ -77,42 +63,6 @@ class PortResult:
         return 0 if self.passed else 1
 
 
-def load_port(port: Union[str, Callable, object], adapter):
-    """The user's native model from "MODULE:CALLABLE" (a dotted module or a .py
-    file), from a callable that returns it, or the model itself."""
-    if not isinstance(port, str):
-        if adapter.is_model(port) or not callable(port):
-            return port
-        return _run_user_code(port, getattr(port, "__name__", "the port callable"), "calling")
-    module_name, sep, attr = port.rpartition(":")
-    if not sep or not module_name or not attr:
-        raise PortLoadError(f"--port takes MODULE:CALLABLE (e.g. examples.torch_resnet50v2:build), got {port!r}")
-    factory = getattr(_import(module_name), attr, None)
-    if factory is None:
-        raise PortLoadError(f"{module_name} has no {attr!r}")
-    return _run_user_code(factory, port, "calling") if callable(factory) else factory
-
-
-def _import(name: str):
-    if name.endswith(".py") or os.sep in name:
-        if not os.path.isfile(name):
-            raise PortLoadError(f"no file {name}")
-        spec = importlib.util.spec_from_file_location(os.path.splitext(os.path.basename(name))[0], name)
-        module = importlib.util.module_from_spec(spec)
-        _run_user_code(lambda: spec.loader.exec_module(module), name, "importing")
-        return module
-    if os.getcwd() not in sys.path and "" not in sys.path:
-        sys.path.insert(0, os.getcwd())  # `parity` as a console script: import from where it is run
-    return _run_user_code(lambda: importlib.import_module(name), name, "importing")
-
-
-def _run_user_code(action, name: str, doing: str):
-    try:
-        return action()
-    except Exception as err:  # the user's code: report whatever it raised
-        raise PortLoadError(f"{doing} {name} raised {type(err).__name__}: {err}") from err
-
-
 def run_port(model: Union[str, S.ModelSpec], port, port_backend: str = "torch", reference: Optional[str] = None,
              batch: int = 2, input_shape=None, dtype: str = "float32", seed: int = 0, rtol: Optional[float] = None,
              atol: Optional[float] = None, weights=None, layers: bool = False, options: Optional[dict] = None,
@@ -120,28 +70,27 @@ def run_port(model: Union[str, S.ModelSpec], port, port_backend: str = "torch", 
     """Check the port (see `load_port`) against our `model`. Raises one of
     parity.USAGE_ERRORS for bad arguments, a missing framework or a port that
     cannot be loaded or run."""
-    say = progress or (lambda _msg: None)
-    if dtype not in DTYPES:
-        raise ParityUsageError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
-    spec = _resolve_model(model, input_shape, options)
+    say = progress_or_quiet(progress)
+    check_dtype(dtype)
+    spec = resolve_model(model, input_shape, options)
     refnets.infer(spec)
     reference = B.check_name(reference or port_backend)
     B.check_name(port_backend)
-    default_rtol, default_atol = tolerance(spec.name, dtype)
+    rtol, atol = resolve_tolerance(tolerance(spec.name, dtype), rtol, atol)
     result = PortResult(model=spec.name, port=port if isinstance(port, str) else getattr(port, "__name__", repr(port)),
                         port_backend=port_backend, reference=reference, dtype=dtype,
                         input_shape=tuple(spec.input_shape), batch=batch, seed=seed,
-                        rtol=default_rtol if rtol is None else rtol, atol=default_atol if atol is None else atol,
+                        rtol=rtol, atol=atol,
                         options=dict(spec.options))
-    canonical = _canonical_weights(spec, weights, seed, dtype)
-    x = np.random.default_rng(seed + 1).standard_normal((batch,) + tuple(spec.input_shape)).astype(dtype)
+    canonical = canonical_weights(spec, weights, seed, dtype)
+    x = seeded_input(seed, batch, spec.input_shape, dtype)
     adapter = B.get_port(port_backend)
     say(f"loading the port {result.port}")
     user = _timed(result, "load", lambda: _load(port, adapter, dtype))
     result.versions.update(adapter.versions())
     say("mapping the reference weights onto the port")
     user_layers = _timed(result, "map", lambda: _user_layers(adapter, user, x))
-    result.mapping = match(reference_layers(spec), user_layers)
+    result.mapping = matching.match(reference_layers(spec), user_layers)
     result.unused = adapter.unused(user, [u.name for u in user_layers])
     if not result.mapping.complete:
         return result

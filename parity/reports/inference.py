@@ -3,22 +3,16 @@
 from __future__ import annotations
 
 import json
-import math
 from typing import List
 
-from .runner import ParityResult
+from ..engine.session import ParityResult
+from .tables import strict, table
 
 PHASES = ("import", "build", "weights", "forward", "compare", "localise")
 
 
-def _e(value) -> str:
+def format_value(value) -> str:
     return "-" if value is None else f"{value:.3g}" if isinstance(value, float) else str(value)
-
-
-def _table(header, rows) -> List[str]:
-    widths = [max(len(str(r[i])) for r in [header] + rows) for i in range(len(header))]
-    fmt = lambda r: "  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip()
-    return [fmt(header), fmt(["-" * w for w in widths])] + [fmt(r) for r in rows]
 
 
 def _summary_rows(result: ParityResult):
@@ -40,7 +34,7 @@ def _timing_rows(result: ParityResult):
     return rows
 
 
-def _localisation_lines(result: ParityResult, all_nodes: bool) -> List[str]:
+def localisation_lines(result: ParityResult, all_nodes: bool) -> List[str]:
     lines = []
     for name in result.backends[1:]:
         loc = result.results[name].localisation
@@ -66,7 +60,7 @@ def _localisation_lines(result: ParityResult, all_nodes: bool) -> List[str]:
             rows = [[n.path, n.kind, f"{n.comparison.max_abs:.3e}", f"{n.comparison.max_rel:.3e}",
                      "ok" if n.comparison.passed else "DIVERGES"] for n in loc.nodes
                     if all_nodes or n is first or not n.comparison.passed][: None if all_nodes else 8]
-            lines += ["  " + l for l in _table(["node", "type", "max abs", "max rel", ""], rows)]
+            lines += ["  " + l for l in table(["node", "type", "max abs", "max rel", ""], rows)]
     return lines
 
 
@@ -78,10 +72,10 @@ def text(result: ParityResult, all_nodes: bool = False) -> str:
         model = f"{model}{f' ({options})' if options else ''} against {result.reference} {result.zoo_model}"
     lines = [f"parity: {model}  input {result.batch}x{shape}  {result.dtype}  seed {result.seed}  "
              f"reference {result.reference}  tolerance max|out-ref| <= {result.atol:g} + {result.rtol:g}*max|ref|", ""]
-    lines += _table(["backend", "max abs", "max rel", "mean abs", "top-1", "verdict"], _summary_rows(result))
+    lines += table(["backend", "max abs", "max rel", "mean abs", "top-1", "verdict"], _summary_rows(result))
     lines += ["", "seconds per phase"]
-    lines += _table(["backend"] + list(PHASES), _timing_rows(result))
-    localisation = _localisation_lines(result, all_nodes)
+    lines += table(["backend"] + list(PHASES), _timing_rows(result))
+    localisation = localisation_lines(result, all_nodes)
     if localisation:
         lines += ["", "per-node comparison"] + localisation
     lines += ["", "ALL AGREE" if result.passed else "DISAGREEMENT"]
@@ -102,17 +96,6 @@ def as_dict(result: ParityResult) -> dict:
     }
 
 
-def _strict(value):
-    """NaN and Inf as null (with `finite: false` beside them): strict JSON for any parser."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _strict(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_strict(v) for v in value]
-    return value
-
-
 def write_json(result: ParityResult, path: str) -> None:
     with open(path, "w") as handle:
-        json.dump(_strict(as_dict(result)), handle, indent=2, allow_nan=False)
+        json.dump(strict(as_dict(result)), handle, indent=2, allow_nan=False)

@@ -1,0 +1,199 @@
+"""python -m parity MODEL [--backends torch,mxnet,keras] ... : do the frameworks agree?
+python -m parity MODEL --against ZOO [--backends ...] ...     : does our model compute
+what the framework's own zoo model computes? (ZOO: keras, gluon, torchvision;
+MODEL: our name or the zoo's; `--list --against ZOO` lists what a zoo reproduces)
+python -m parity MODEL --port MODULE:CALLABLE [--port-backend torch]: does your own
+hand-written model (CALLABLE returns it; MODULE may be a .py file) compute what
+MODEL computes? Our weights are mapped onto it by structure, not names.
+python -m parity MODEL --grad [--inference] | --train | --train-steps N [--optimizer
+sgd|momentum] [--lr LR] [--momentum M] ... : do they also learn the same way?
+(gradients; one training-mode step with its BatchNorm statistics; N optimiser
+steps. Dropout runs as identity; default batch 8 and float64, see the README)
+
+Exit codes: 0 all backends agree within tolerance, 1 some disagree, 2 usage or
+environment error."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from refnets import registry, zoo_import
+from refnets.cliargs import parse_option, parse_shape
+
+from refnets.backends import catalog
+
+from .conformance import run_against
+from .engine.config import DTYPES, USAGE_ERRORS, ParityUsageError
+from .inference import run
+from .port import run_port
+from .reports import inference as report
+from .reports import port as port_report
+from .reports import training as training_report
+from .training import (DEFAULT_BATCH, DEFAULT_DTYPE, DEFAULT_LR, DEFAULT_MOMENTUM, OPTIMIZERS, run_grad, run_train,
+                       run_train_steps)
+
+INFERENCE_BATCH, INFERENCE_DTYPE = 2, "float32"
+
+
+def _backends(text: str):
+    return [b.strip() for b in text.split(",") if b.strip()]
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="parity", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("model", nargs="?", help="model name (see --list)")
+    p.add_argument("--list", action="store_true", help="list the models and exit")
+    p.add_argument("--backends", type=_backends, help="comma-separated, default: every installed backend")
+    p.add_argument("--reference", help="backend the others are compared with (default: the first)")
+    p.add_argument("--against", metavar="ZOO", choices=tuple(catalog.ZOOS),
+                   help="compare every backend with this zoo's own model (keras, gluon, torchvision): its own "
+                        "initialisation, BatchNorm randomised, weights imported")
+    p.add_argument("--port", metavar="MODULE:CALLABLE",
+                   help="check your own native model (CALLABLE() returns it) against MODEL")
+    p.add_argument("--port-backend", choices=catalog.frameworks_with("read"), default="torch",
+                   help="the framework of the --port model (default torch)")
+    p.add_argument("--batch", type=int,
+                   help=f"default {INFERENCE_BATCH}; {DEFAULT_BATCH} for --grad, --train, --train-steps")
+    p.add_argument("--input-shape", type=parse_shape, metavar="C,H,W", help="default: the model's")
+    p.add_argument("--dtype", choices=DTYPES,
+                   help=f"default {INFERENCE_DTYPE}; {DEFAULT_DTYPE} for --grad, --train, --train-steps")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--rtol", type=float, help="default per dtype, see the README")
+    p.add_argument("--atol", type=float)
+    p.add_argument("--weights", metavar="FILE", help="canonical weights (.safetensors or .npz) instead of seeded ones")
+    p.add_argument("--save-weights", metavar="FILE", help="save the canonical weights used")
+    p.add_argument("--layers", action="store_true",
+                   help="print the per-node (training runs: per-parameter) comparison even when all agree")
+    p.add_argument("--json", metavar="FILE", help="write the figures as JSON")
+    p.add_argument("--option", type=parse_option, action="append", default=[], metavar="KEY=VALUE",
+                   help="model option, e.g. num_classes=10 (repeatable)")
+    p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    training = p.add_argument_group("training (instead of the inference comparison)")
+    modes = training.add_mutually_exclusive_group()
+    modes.add_argument("--grad", action="store_true",
+                       help="compare d loss / d input and every parameter's gradient (mean cross-entropy, seeded "
+                            "labels), in training mode")
+    modes.add_argument("--train", action="store_true",
+                       help="compare one training-mode step: logits, loss, BatchNorm running statistics after it")
+    modes.add_argument("--train-steps", type=int, metavar="N",
+                       help="compare N optimiser steps on the same seeded batches: every loss and the weights "
+                            "after every step")
+    training.add_argument("--inference", action="store_true",
+                          help="with --grad: gradients in inference mode (BatchNorm on running statistics)")
+    training.add_argument("--optimizer", choices=OPTIMIZERS, default="sgd",
+                          help="with --train-steps: plain SGD or heavy-ball momentum (default sgd)")
+    training.add_argument("--lr", type=float, default=DEFAULT_LR,
+                          help=f"with --train-steps: learning rate (default {DEFAULT_LR!r} = 2^-10)")
+    training.add_argument("--momentum", type=float, default=DEFAULT_MOMENTUM,
+                          help=f"with --optimizer momentum (default {DEFAULT_MOMENTUM:g})")
+    training.add_argument("--floor", action="store_true",
+                          help="with --train-steps: also train the reference from weights one rounding unit apart "
+                               "and report how far it drifts from itself per step (the verdict is unchanged)")
+    return p
+
+
+def _progress(message: str) -> None:
+    print(f"[parity] {message} ...", file=sys.stderr, flush=True)
+
+
+def _run_port(args, progress) -> int:
+    for flag, value in (("--against", args.against), ("--backends", args.backends),
+                        ("--save-weights", args.save_weights)):
+        if value is not None:
+            raise ParityUsageError(f"{flag} does not apply to a port check (the reference backend is --reference, "
+                                   f"default the --port-backend)")
+    result = run_port(args.model, args.port, port_backend=args.port_backend, reference=args.reference,
+                      batch=_or(args.batch, INFERENCE_BATCH), input_shape=args.input_shape,
+                      dtype=_or(args.dtype, INFERENCE_DTYPE), seed=args.seed,
+                      rtol=args.rtol, atol=args.atol, weights=args.weights, layers=args.layers,
+                      options=dict(args.option), progress=progress)
+    print(port_report.text(result, all_layers=args.layers))
+    if args.json:
+        port_report.write_json(result, args.json)
+    return result.exit_code
+
+
+def main(argv=None) -> int:
+    args = parser().parse_args(argv)
+    if args.list:
+        print("\n".join(zoo_import.supported(args.against) if args.against else registry.list_models()))
+        return 0
+    if not args.model:
+        print("error: name a model (see python -m parity --list)", file=sys.stderr)
+        return 2
+    progress = None if args.quiet else _progress
+    mode = "grad" if args.grad else "train" if args.train else "train-steps" if args.train_steps is not None else None
+    try:
+        _check_flags(args, mode)
+        if args.port:
+            return _run_port(args, progress)
+        if mode:
+            return _training(args, mode, progress)
+        if args.against:
+            for flag, value in (("--reference", args.reference), ("--weights", args.weights)):
+                if value is not None:
+                    raise ParityUsageError(f"{flag} does not apply to a zoo run: the zoo model is the reference "
+                                           f"and its weights are the ones compared")
+            result = run_against(args.model, args.against, backends=args.backends,
+                                 batch=_or(args.batch, INFERENCE_BATCH), input_shape=args.input_shape,
+                                 dtype=_or(args.dtype, INFERENCE_DTYPE), seed=args.seed, rtol=args.rtol,
+                                 atol=args.atol, save_weights=args.save_weights, layers=args.layers,
+                                 options=dict(args.option), progress=progress)
+        else:
+            result = run(args.model, backends=args.backends, reference=args.reference,
+                         batch=_or(args.batch, INFERENCE_BATCH), input_shape=args.input_shape,
+                         dtype=_or(args.dtype, INFERENCE_DTYPE), seed=args.seed, rtol=args.rtol,
+                         atol=args.atol, weights=args.weights, save_weights=args.save_weights, layers=args.layers,
+                         options=dict(args.option), progress=progress)
+    except USAGE_ERRORS as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(report.text(result, all_nodes=args.layers))
+    if args.json:
+        report.write_json(result, args.json)
+    return result.exit_code
+
+
+def _or(value, default):
+    return default if value is None else value
+
+
+def _check_flags(args, mode) -> None:
+    """Flags that belong to another mode are usage errors, not silently ignored."""
+    if mode and (args.against or args.port):
+        raise ParityUsageError(f"--{mode} compares our backends with each other; it does not combine with "
+                               f"{'--against' if args.against else '--port'}")
+    if mode and args.save_weights:
+        raise ParityUsageError("--save-weights applies to the inference run; the training runs start from the "
+                               "same seeded weights (or --weights FILE)")
+    if args.inference and mode != "grad":
+        raise ParityUsageError("--inference applies to --grad only")
+    defaults = {"optimizer": "sgd", "lr": DEFAULT_LR, "momentum": DEFAULT_MOMENTUM, "floor": False}
+    changed = [f"--{k}" for k, v in defaults.items() if getattr(args, k) != v]
+    if changed and mode != "train-steps":
+        raise ParityUsageError(f"{', '.join(changed)}: only with --train-steps")
+    if args.momentum != DEFAULT_MOMENTUM and args.optimizer != "momentum":
+        raise ParityUsageError("--momentum applies to --optimizer momentum only")
+
+
+def _training(args, mode, progress) -> int:
+    common = dict(backends=args.backends, reference=args.reference, batch=_or(args.batch, DEFAULT_BATCH),
+                  input_shape=args.input_shape, dtype=_or(args.dtype, DEFAULT_DTYPE), seed=args.seed,
+                  rtol=args.rtol, atol=args.atol, weights=args.weights, options=dict(args.option),
+                  progress=progress)
+    if mode == "grad":
+        result = run_grad(args.model, train=not args.inference, **common)
+    elif mode == "train":
+        result = run_train(args.model, **common)
+    else:
+        result = run_train_steps(args.model, args.train_steps, optimizer=args.optimizer, lr=args.lr,
+                                 momentum=args.momentum, floor=args.floor, **common)
+    print(training_report.text(result, all_params=args.layers))
+    if args.json:
+        training_report.write_json(result, args.json)
+    return result.exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,96 @@
+"""Run set-up shared by every mode: argument checks, the model, the backends, the
+weights, the seeded input and the tolerance. Every name here is public; the
+refnets backends registry is reached from here (and from `port.load` for readers)."""
+
+from __future__ import annotations
+
+from typing import List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+import refnets
+from refnets import backends as B
+from refnets import registry
+from refnets import spec as S
+from refnets import weights as W
+from refnets.backends.port_common import PortModelError
+from refnets.zoo_import import UnknownZooError
+
+DTYPES = ("float32", "float64")
+
+
+class ParityUsageError(Exception):
+    """Bad arguments or environment (exit code 2): the message says what to do."""
+
+
+USAGE_ERRORS = (registry.UnknownModelError, registry.BadOptionError, B.UnknownBackendError,
+                B.BackendUnavailableError, refnets.InputTooSmallError, W.WeightFileError,
+                W.WeightMismatchError, ParityUsageError, UnknownZooError,
+                PortModelError, B.CapabilityError)
+
+
+def check_dtype(dtype: str) -> str:
+    if dtype not in DTYPES:
+        raise ParityUsageError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
+    return dtype
+
+
+def check_batch(batch, strict_int: bool = False) -> int:
+    """A positive batch size (`strict_int`: also refuse a non-int, as the training runs do)."""
+    if strict_int and (not isinstance(batch, int) or batch < 1):
+        raise ParityUsageError(f"batch must be a positive integer, got {batch!r}")
+    if batch < 1:
+        raise ParityUsageError(f"batch must be at least 1, got {batch}")
+    return batch
+
+
+def resolve_model(model: Union[str, S.ModelSpec], input_shape, options) -> S.ModelSpec:
+    if isinstance(model, S.ModelSpec):
+        return model.with_input_shape(input_shape) if input_shape else model
+    return registry.get_spec(model, input_shape=input_shape, **(options or {}))
+
+
+def check_backends(names: Sequence[str]) -> List[str]:
+    """Known names, none twice."""
+    chosen = list(names)
+    for name in chosen:
+        B.check_name(name)
+    if len(set(chosen)) != len(chosen):
+        raise ParityUsageError(f"backend listed twice in {','.join(chosen)}")
+    return chosen
+
+
+def resolve_backends(names: Optional[Sequence[str]], reference: Optional[str]) -> List[str]:
+    """The chosen backends (default: every installed framework), the reference first; at least two."""
+    chosen = check_backends(names if names else B.installed())
+    if reference is not None:
+        B.check_name(reference)
+        chosen = [reference] + [b for b in chosen if b != reference]
+    if len(chosen) < 2:
+        found = ", ".join(B.installed()) or "none"
+        raise ParityUsageError(f"parity needs at least two backends, got {chosen or 'none'} "
+                               f"(installed: {found}); install more with: pip install 'refnets[all]'")
+    return chosen
+
+
+def installed_backends() -> List[str]:
+    return B.installed()
+
+
+def canonical_weights(model: S.ModelSpec, weights, seed: int, dtype: str) -> W.Weights:
+    """`weights` (a mapping or a .safetensors/.npz path) checked against the model
+    and cast to `dtype`; None: seeded framework-neutral weights."""
+    if weights is None:
+        return W.init(model, seed=seed, dtype=dtype)
+    loaded = W.load(weights) if isinstance(weights, str) else dict(weights)
+    W.check(refnets.param_shapes(model), loaded)
+    return W.cast(loaded, dtype)
+
+
+def seeded_input(seed: int, batch: int, input_shape, dtype: str) -> np.ndarray:
+    """The inference runs' input: standard normal, channels-first, seeded by seed + 1."""
+    return np.random.default_rng(seed + 1).standard_normal((batch,) + tuple(input_shape)).astype(dtype)
+
+
+def resolve_tolerance(defaults: Tuple[float, float], rtol: Optional[float], atol: Optional[float]):
+    """(rtol, atol): the given ones, else the defaults."""
+    return (defaults[0] if rtol is None else rtol, defaults[1] if atol is None else atol)

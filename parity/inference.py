@@ -1,0 +1,48 @@
+"""`parity.run`: one architecture, the same weights and input in every chosen
+backend, every backend compared with the reference, divergences localised."""
+
+from __future__ import annotations
+
+from typing import Optional, Sequence, Union
+
+import refnets
+from refnets import spec as S
+from refnets import weights as W
+
+from .engine.config import (canonical_weights, check_batch, check_dtype, resolve_backends, resolve_model,
+                            resolve_tolerance, seeded_input)
+from .engine.header import Progress, progress_or_quiet
+from .engine.session import (ParityResult, build_and_load, compare_all, forward_all, import_backends,
+                             localise_all)
+from .engine.tolerances import tolerance
+
+
+def run(model: Union[str, S.ModelSpec], backends: Optional[Sequence[str]] = None, reference: Optional[str] = None,
+        batch: int = 2, input_shape=None, dtype: str = "float32", seed: int = 0, rtol: Optional[float] = None,
+        atol: Optional[float] = None, weights=None, save_weights: Optional[str] = None, layers: bool = False,
+        options: Optional[dict] = None, progress: Optional[Progress] = None) -> ParityResult:
+    """Run `model` in every backend on the same weights and input and compare each
+    with the reference (the first backend, or `reference`). Raises one of
+    USAGE_ERRORS for bad arguments or a missing framework. `weights` is a
+    canonical mapping or a .safetensors/.npz path; default: seeded init."""
+    say = progress_or_quiet(progress)
+    check_dtype(dtype)
+    check_batch(batch)
+    spec = resolve_model(model, input_shape, options)
+    refnets.infer(spec)  # input too small: fail before importing anything
+    chosen = resolve_backends(backends, reference)
+    rtol, atol = resolve_tolerance(tolerance(spec.name, dtype), rtol, atol)
+    result = ParityResult(model=spec.name, backends=chosen, reference=chosen[0], dtype=dtype,
+                          input_shape=tuple(spec.input_shape), batch=batch, seed=seed, rtol=rtol, atol=atol,
+                          options=dict(spec.options))
+    canonical = canonical_weights(spec, weights, seed, dtype)
+    if save_weights:
+        W.save(save_weights, canonical)
+    impls = import_backends(result, chosen, say)
+    nets = build_and_load(result, spec, impls, canonical, say)
+    x = seeded_input(seed, batch, spec.input_shape, dtype)
+    outputs = forward_all(result, impls, nets, x, say)
+    compare_all(result, outputs)
+    if layers or not result.passed:
+        localise_all(result, spec, impls, nets, x, say)
+    return result

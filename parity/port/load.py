@@ -1,0 +1,53 @@
+"""Loading a user's native model: "MODULE:CALLABLE" (a dotted module or a .py file),
+a callable that returns it, or the model itself. Whatever the user's code raises
+is reported as a usage error naming what was being done (exit 2), never as ours."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import os
+import sys
+from typing import Callable, Union
+
+from ..engine.config import ParityUsageError
+
+
+class PortLoadError(ParityUsageError):
+    """`--port MODULE:CALLABLE` could not be imported or called."""
+
+
+def load_port(port: Union[str, Callable, object], adapter):
+    """The user's native model from "MODULE:CALLABLE" (a dotted module or a .py
+    file), from a callable that returns it, or the model itself."""
+    if not isinstance(port, str):
+        if adapter.is_model(port) or not callable(port):
+            return port
+        return run_user_code(port, getattr(port, "__name__", "the port callable"), "calling")
+    module_name, sep, attr = port.rpartition(":")
+    if not sep or not module_name or not attr:
+        raise PortLoadError(f"--port takes MODULE:CALLABLE (e.g. examples.torch_resnet50v2:build), got {port!r}")
+    factory = getattr(_import(module_name), attr, None)
+    if factory is None:
+        raise PortLoadError(f"{module_name} has no {attr!r}")
+    return run_user_code(factory, port, "calling") if callable(factory) else factory
+
+
+def _import(name: str):
+    if name.endswith(".py") or os.sep in name:
+        if not os.path.isfile(name):
+            raise PortLoadError(f"no file {name}")
+        spec = importlib.util.spec_from_file_location(os.path.splitext(os.path.basename(name))[0], name)
+        module = importlib.util.module_from_spec(spec)
+        run_user_code(lambda: spec.loader.exec_module(module), name, "importing")
+        return module
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.insert(0, os.getcwd())  # `parity` as a console script: import from where it is run
+    return run_user_code(lambda: importlib.import_module(name), name, "importing")
+
+
+def run_user_code(action, name: str, doing: str):
+    try:
+        return action()
+    except Exception as err:  # the user's code: report whatever it raised
+        raise PortLoadError(f"{doing} {name} raised {type(err).__name__}: {err}") from err
