@@ -14,7 +14,7 @@ from refnets.backends.port_common import UserLayer
 
 from conftest import INSTALLED
 
-EXAMPLES = pathlib.Path(__file__).resolve().parent.parent / "examples"
+EXAMPLES = pathlib.Path(__file__).resolve().parents[2] / "examples"
 RESNET = EXAMPLES / "torch_resnet50v2.py"
 LENET = EXAMPLES / "torch_lenet.py"
 SMALL = (3, 64, 64)  # every ResNet50V2 stage still has a spatial extent above 1
