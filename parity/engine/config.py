@@ -12,7 +12,7 @@ from refnets import backends as B
 from refnets import registry
 from refnets import spec as S
 from refnets import weights as W
-from refnets.backends.port_common import PortModelError
+from refnets.native import PortModelError
 from refnets.zoo_import import UnknownZooError
 
 DTYPES = ("float32", "float64")

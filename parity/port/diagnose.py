@@ -24,7 +24,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 from refnets import spec as S
-from refnets.backends.port_common import UserLayer
+from refnets.native import NativeLayer
 
 from ..engine.metrics import compare
 from .match import Mapping, RefLayer
@@ -86,12 +86,12 @@ def _pad_text(pad: S.Pad4) -> str:
 # ------------------------------------------------------------------ shifted stride
 
 
-def _stride_mismatches(ev: Evidence) -> List[Tuple[RefLayer, UserLayer]]:
+def _stride_mismatches(ev: Evidence) -> List[Tuple[RefLayer, NativeLayer]]:
     return [(r, u) for r, u in ev.mapping.pairs
             if r.kind == "conv" and "stride" in u.config and tuple(u.config["stride"]) != tuple(r.node.stride)]
 
 
-def _stride(ev: Evidence, ref: RefLayer, user: UserLayer) -> Optional[Diagnosis]:
+def _stride(ev: Evidence, ref: RefLayer, user: NativeLayer) -> Optional[Diagnosis]:
     """Named when this conv's stride differs and its output size shows it."""
     mismatches = _stride_mismatches(ev)
     if not any(r.path == ref.path for r, _ in mismatches):
@@ -137,7 +137,7 @@ def _find_padding(padded: np.ndarray, inner: np.ndarray, ev: Evidence) -> Option
     return None
 
 
-def _conv_input(ev: Evidence, ref: RefLayer, user: UserLayer, user_in: np.ndarray):
+def _conv_input(ev: Evidence, ref: RefLayer, user: NativeLayer, user_in: np.ndarray):
     """True if the port's conv sees the reference's padded input, a padding
     Diagnosis if it sees the same input padded otherwise, else False."""
     source, zero_pads = _unpadded_source(ev, ref.path)
@@ -158,7 +158,7 @@ def _conv_input(ev: Evidence, ref: RefLayer, user: UserLayer, user_in: np.ndarra
 # --------------------------------------------------------------------- BatchNorm
 
 
-def _batchnorm(ev: Evidence, ref: RefLayer, user: UserLayer, user_in, user_out) -> Optional[Diagnosis]:
+def _batchnorm(ev: Evidence, ref: RefLayer, user: NativeLayer, user_in, user_out) -> Optional[Diagnosis]:
     eps = user.config.get("eps")
     if eps is None or np.isclose(eps, ref.node.eps, rtol=1e-12, atol=0):
         return None
@@ -256,7 +256,7 @@ def _describe_between(ev: Evidence, ref: RefLayer, user_in: np.ndarray, suspects
 # -------------------------------------------------------------------------- entry
 
 
-def input_agrees(ev: Evidence, ref: RefLayer, user: UserLayer) -> bool:
+def input_agrees(ev: Evidence, ref: RefLayer, user: NativeLayer) -> bool:
     """Does the port layer see the input the reference node sees (a conv's input
     compared after each side's own zero padding)?"""
     user_in = ev.user_acts[user.name][0]
@@ -265,7 +265,7 @@ def input_agrees(ev: Evidence, ref: RefLayer, user: UserLayer) -> bool:
     return ev.agrees(user_in, ev.ref_value(ev.sources[ref.path]))
 
 
-def diagnose(ev: Evidence, ref: RefLayer, user: UserLayer) -> Diagnosis:
+def diagnose(ev: Evidence, ref: RefLayer, user: NativeLayer) -> Diagnosis:
     """The kind of difference at the first divergent mapped pair (`ref`, `user`)."""
     user_in, user_out = ev.user_acts[user.name]
     if ref.kind == "conv":

@@ -20,7 +20,7 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 import refnets
 from refnets import spec as S
-from refnets.backends.port_common import UserLayer
+from refnets.native import NativeLayer
 
 _KINDS = {S.Conv2d: "conv", S.Dense: "dense", S.BatchNorm: "batchnorm"}
 
@@ -35,15 +35,15 @@ class RefLayer:
 
 @dataclass
 class Mapping:
-    pairs: List[Tuple[RefLayer, UserLayer]] = field(default_factory=list)  # reference execution order
+    pairs: List[Tuple[RefLayer, NativeLayer]] = field(default_factory=list)  # reference execution order
     unmatched_ref: List[Tuple[RefLayer, str]] = field(default_factory=list)  # (layer, why)
-    unmatched_user: List[Tuple[UserLayer, str]] = field(default_factory=list)
+    unmatched_user: List[Tuple[NativeLayer, str]] = field(default_factory=list)
 
     @property
     def complete(self) -> bool:
         return not self.unmatched_ref and not self.unmatched_user
 
-    def user_for(self, path: str) -> Optional[UserLayer]:
+    def user_for(self, path: str) -> Optional[NativeLayer]:
         return next((u for r, u in self.pairs if r.path == path), None)
 
     def as_dict(self) -> dict:
@@ -78,7 +78,7 @@ def _shapes_text(params: Dict[str, Tuple[int, ...]]) -> str:
     return ", ".join(f"{role} {'x'.join(map(str, shape))}" for role, shape in sorted(params.items())) or "none"
 
 
-def match(ref_layers: List[RefLayer], user_layers: List[UserLayer]) -> Mapping:
+def match(ref_layers: List[RefLayer], user_layers: List[NativeLayer]) -> Mapping:
     mapping = Mapping()
     position = {u.name: i for i, u in enumerate(user_layers)}
     free = list(user_layers)
@@ -100,7 +100,7 @@ def match(ref_layers: List[RefLayer], user_layers: List[UserLayer]) -> Mapping:
     return mapping
 
 
-def _why_unmatched(ref: RefLayer, free: List[UserLayer], ref_layers, user_layers) -> str:
+def _why_unmatched(ref: RefLayer, free: List[NativeLayer], ref_layers, user_layers) -> str:
     expected = f"expected a {ref.kind} layer with {_shapes_text(ref.params)}"
     same_kind = [u for u in free if u.kind == ref.kind]
     if same_kind:
@@ -116,7 +116,7 @@ def _shape_distance(a: Dict[str, tuple], b: Dict[str, tuple]) -> int:
     return sum(2 if (r not in a or r not in b) else int(a[r] != b[r]) for r in roles)
 
 
-def _why_extra(user: UserLayer) -> str:
+def _why_extra(user: NativeLayer) -> str:
     if user.kind == "other":
         return f"parameters of a {user.type_name} ({_shapes_text(user.params)}) are not a conv, dense or BatchNorm"
     return f"no reference {user.kind} layer with {_shapes_text(user.params)} is left"
@@ -127,7 +127,7 @@ def assignment(mapping: Mapping, weights: Dict[str, np.ndarray]) -> Dict[str, Di
     return {user.name: {role: weights[f"{ref.path}.{role}"] for role in ref.params} for ref, user in mapping.pairs}
 
 
-def swap(mapping: Mapping, ref_path: str, user: UserLayer) -> List[Tuple[RefLayer, UserLayer]]:
+def swap(mapping: Mapping, ref_path: str, user: NativeLayer) -> List[Tuple[RefLayer, NativeLayer]]:
     """Give the mapped port layer `user` to the reference node `ref_path`, and the
     layer that node had to the node `user` had. Returns the two changed pairs."""
     index = next(i for i, (r, _) in enumerate(mapping.pairs) if r.path == ref_path)
@@ -137,7 +137,7 @@ def swap(mapping: Mapping, ref_path: str, user: UserLayer) -> List[Tuple[RefLaye
     return [mapping.pairs[index], mapping.pairs[other]]
 
 
-def same_shape_layers(mapping: Mapping, ref: RefLayer) -> List[UserLayer]:
+def same_shape_layers(mapping: Mapping, ref: RefLayer) -> List[NativeLayer]:
     """Every mapped port layer that could take `ref`'s weights."""
     wanted = _signature(ref.kind, ref.params)
     return [u for _, u in mapping.pairs if _signature(u.kind, u.params) == wanted]

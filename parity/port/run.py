@@ -19,7 +19,7 @@ import numpy as np
 import refnets
 from refnets import backends as B
 from refnets import spec as S
-from refnets.backends.port_common import PortModelError
+from refnets.native import PortModelError
 
 from ..engine.config import (canonical_weights, check_dtype, resolve_model, resolve_tolerance,
                              seeded_input)
@@ -84,7 +84,7 @@ def run_port(model: Union[str, S.ModelSpec], port, port_backend: str = "torch", 
                         options=dict(spec.options))
     canonical = canonical_weights(spec, weights, seed, dtype)
     x = seeded_input(seed, batch, spec.input_shape, dtype)
-    adapter = B.get_port(port_backend)
+    adapter = B.get_reader(port_backend)
     say(f"loading the port {result.port}")
     user = _timed(result, "load", lambda: _load(port, adapter, dtype))
     result.versions.update(adapter.versions())

@@ -3,7 +3,8 @@ reference), each holding a `base.Backend` and listed in `catalog`.
 
     backends.get("torch") -> Backend      build, get_weights, set_weights, forward,
                                           gradients, Trainer, count_params, versions
-    backends.get_reader("keras")          a user's native model, read (port checking, zoo import)
+    backends.get_reader("keras")          a native model read: its parameterised layers, their
+                                          graph inputs and captures (port checking, zoo import)
 
 See `base` for the contract. A framework is imported only inside its own
 package, when `get` (or `get_reader`) loads it.
@@ -51,11 +52,13 @@ def get(name: str) -> Backend:
     return _LOADED[name]
 
 
-def get_port(name: str):
-    """The port adapter of `name` (a user's own native model, for `parity --port`),
-    importing its framework now."""
-    get(name)  # the framework, with its install hint when missing
-    return importlib.import_module(f"{__name__}.{name}_port")
+def get_reader(name: str):
+    """The reader of `name`'s native models (`<package>.read`: a user's port, a zoo
+    model), importing its framework now; CapabilityError for a backend without one."""
+    record = catalog.BACKENDS[check_name(name)]
+    if "read" not in record.capabilities:
+        raise CapabilityError(f"the {name} backend has no reader of native models")
+    return _import_package(name, f"{record.package}.read")
 
 
 def is_installed(name: str) -> bool:
@@ -74,4 +77,4 @@ def has_capability(name: str, capability: str) -> bool:
 
 __all__ = ["BACKENDS", "CAPABILITIES", "OPTIMIZERS", "Backend", "BackendUnavailableError", "CapabilityError",
            "Converters", "Gradients", "UnknownBackendError", "UnsupportedNodeError", "catalog", "check_name", "get",
-           "get_port", "has_capability", "heavy_ball_momentum", "installed", "is_installed"]
+           "get_reader", "has_capability", "heavy_ball_momentum", "installed", "is_installed"]

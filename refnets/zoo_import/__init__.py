@@ -7,7 +7,8 @@
 `arch` is one of our model names (`resnet50`), the zoo's own name (`resnet50_v1`,
 `ResNet50V2`), or a `ModelSpec`; by default, the one the model's name (Keras) or
 class and structure (Gluon, a torchvision module) tell. For our names the zoo's
-layout options (`layout="gluon"`, ...) are filled in from `ZOOS`. The zoo model is aligned with the spec layer by layer
+layout options (`layout="gluon"`, ...) are filled in from `ZOOS`. The zoo model is read by its framework's reader (`refnets/backends/<framework>/read.py`,
+the one that also reads users' ports) and aligned with the spec layer by layer
 (Keras: by layer name; Gluon and torchvision: by structure, i.e. registration
 order, never by Gluon's global name prefixes), and every kind, shape, stride,
 BatchNorm eps and affine flag is checked before anything is read: a zoo model that
@@ -25,9 +26,11 @@ from dataclasses import dataclass
 from typing import Dict, List, Mapping, Optional, Tuple, Union
 
 from .. import registry
+from ..backends import catalog
+from ..native import NativeLayer, Slot
 from ..spec import ModelSpec
 from ..weights import Weights
-from .core import Binding, NativeLayer, Slot, ZooMismatchError
+from .core import Binding, ZooMismatchError
 
 Options = Tuple[Tuple[str, object], ...]
 
@@ -41,11 +44,7 @@ class ZooEntry:
     renames: Options = ()  # keras: our joined name -> the zoo's layer name
 
 
-ZOO_PACKAGES = {"keras": "keras", "gluon": "mxnet", "torchvision": "torchvision"}
-ZOO_LABELS = {"keras": "keras.applications", "gluon": "gluon.model_zoo", "torchvision": "torchvision"}
-ZOO_EXTRAS = {"keras": "pip install 'refnets[keras]'", "gluon": "pip install 'refnets[mxnet]'",
-              "torchvision": "pip install torchvision (the build matching your torch)"}
-_ADAPTERS = {"keras": "keras_zoo", "gluon": "gluon_zoo", "torchvision": "torchvision_zoo"}
+ZOO_LABELS = {name: record.label for name, record in catalog.ZOOS.items()}
 # Options a zoo run may set besides the layout and the variant: the zoo builds its
 # model with this many classes; dropout is inactive in inference.
 FREE_OPTIONS = ("num_classes", "dropout")
@@ -156,18 +155,20 @@ def spec_for(zoo: str, arch: Union[str, ModelSpec], input_shape=None, **options)
 
 
 def adapter(zoo: str):
-    """The zoo's adapter module, importing its framework now (BackendUnavailableError if missing)."""
+    """The zoo's adapter (`zoo.py` in the package of the backend the catalog names),
+    importing its framework now (BackendUnavailableError if missing)."""
     from ..backends import BackendUnavailableError
 
-    check_zoo(zoo)
+    record = catalog.ZOOS[check_zoo(zoo)]
+    package = catalog.BACKENDS[record.backend].package
     try:
-        if importlib.util.find_spec(ZOO_PACKAGES[zoo]) is None:
-            raise ImportError(f"no module named {ZOO_PACKAGES[zoo]!r}")
-        return importlib.import_module(f"{__name__}.{_ADAPTERS[zoo]}")
+        if importlib.util.find_spec(record.framework) is None:
+            raise ImportError(f"no module named {record.framework!r}")
+        return importlib.import_module(f"{package}.zoo")
     except ImportError as err:
         raise BackendUnavailableError(
-            f"the {ZOO_LABELS[zoo]} zoo needs {ZOO_PACKAGES[zoo]}, which could not be imported ({err}). "
-            f"Install it with: {ZOO_EXTRAS[zoo]}") from err
+            f"the {record.label} zoo needs {record.framework}, which could not be imported ({err}). "
+            f"Install it with: {record.install}") from err
 
 
 def bind(zoo: str, native, arch: Union[str, ModelSpec, None] = None, input_shape=None, **options) -> Binding:
@@ -197,9 +198,15 @@ def from_torchvision(state_dict_or_module, arch: Union[str, ModelSpec, None] = N
     torchvision itself is then not needed, but `arch` must be named). GoogLeNet's
     auxiliary heads, unused in inference, are ignored; its `transform_input` must
     be off."""
-    from . import torchvision_zoo
+    if isinstance(state_dict_or_module, Mapping):  # no torch, no torchvision needed
+        if arch is None:
+            raise ValueError("a state_dict does not say which model it is: name it (arch=...)")
+        from . import state_dict
+        from .core import bind_by_order
 
-    return torchvision_zoo.bind(state_dict_or_module, arch, input_shape=input_shape, **options).read()
+        spec, _ = spec_for("torchvision", arch, input_shape=input_shape, **options)
+        return Binding(spec, bind_by_order(spec, state_dict.layers(state_dict_or_module))).read()
+    return bind("torchvision", state_dict_or_module, arch, input_shape=input_shape, **options).read()
 
 
 __all__ = ["Binding", "NativeLayer", "Slot", "UnknownZooError", "ZOOS", "ZOO_LABELS", "ZooEntry", "ZooMismatchError",

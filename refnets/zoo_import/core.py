@@ -1,10 +1,10 @@
 """Aligning a zoo model's layers with a spec: framework-neutral.
 
-Each zoo adapter (keras_zoo, gluon_zoo, torchvision_zoo) describes the zoo model
-as a list of `NativeLayer`s: its parameterised layers (conv, dense, batchnorm)
-with their attributes and a `Slot` per canonical parameter, which reads and
-writes the zoo's own variable in the canonical layout (the layout conversion
-itself lives in the backend module of that framework). `bind` pairs them with
+Each zoo adapter (`refnets/backends/<framework>/zoo.py`) describes the zoo model
+as a list of `native.NativeLayer`s, read by that framework's reader: its
+parameterised layers (conv, dense, batchnorm) with their configuration and a
+`Slot` per canonical parameter, which reads and writes the zoo's own variable in
+the canonical layout. `bind` pairs them with
 the spec's parameterised nodes, by name (Keras: the zoo's layer names follow the
 spec paths) or by order (Gluon, torchvision: registration order is execution
 order in their zoo models), and raises `ZooMismatchError` naming the first pair
@@ -14,49 +14,20 @@ that differs. Imports no framework.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .. import shapes
+from .. import rules, shapes
 from .. import spec as S
+from ..native import NativeLayer, Slot  # noqa: F401 (Slot: part of this module's API)
 from ..weights import WeightMismatchError, Weights
 
-KINDS = {S.Conv2d: "conv", S.Dense: "dense", S.BatchNorm: "batchnorm"}
 
 
 class ZooMismatchError(WeightMismatchError):
     """A zoo model does not fit the spec it is imported into; names the first mismatch."""
-
-
-@dataclass
-class Slot:
-    """One zoo variable seen in the canonical layout."""
-
-    shape: Tuple[int, ...]  # canonical shape
-    read: Callable[[], np.ndarray]
-    write: Optional[Callable[[np.ndarray], None]] = None  # None: read-only (a state_dict, say)
-
-
-@dataclass
-class NativeLayer:
-    """A parameterised zoo layer. `attrs` holds what can be compared with the spec
-    node besides shapes: `stride` (conv), `eps` and `affine` (batchnorm), and
-    `activation`, an activation fused into the layer (Keras/Gluon `activation=`),
-    which matters only for localisation. `handle` is the zoo's own object (or
-    name) whose output a localising run captures."""
-
-    name: str
-    kind: str  # "conv" | "dense" | "batchnorm"
-    params: Dict[str, Slot]
-    attrs: Dict[str, object] = field(default_factory=dict)
-    handle: object = None
-
-    def describe(self) -> str:
-        shapes_ = ", ".join(f"{p} {tuple(s.shape)}" for p, s in self.params.items())
-        extra = "".join(f", {k}={v!r}" for k, v in self.attrs.items() if k != "activation")
-        return f"zoo layer {self.name!r} ({self.kind}: {shapes_}{extra})"
 
 
 @dataclass(frozen=True)
@@ -67,7 +38,7 @@ class SpecLayer:
 
     @property
     def kind(self) -> str:
-        return KINDS[type(self.node)]
+        return rules.kind(self.node)
 
     def describe(self) -> str:
         shapes_ = ", ".join(f"{p} {tuple(s)}" for p, s in self.params.items())
@@ -85,7 +56,7 @@ def spec_layers(model: S.ModelSpec) -> List[SpecLayer]:
     """The spec's parameterised nodes in execution order, with canonical shapes."""
     out = []
     for path, info in shapes.infer(model).items():
-        if type(info.node) in KINDS:
+        if rules.has_params(info.node):
             out.append(SpecLayer(path, info.node, shapes.node_param_shapes(info)))
     return out
 
@@ -94,12 +65,12 @@ def _difference(ours: SpecLayer, theirs: NativeLayer) -> Optional[str]:
     """Why a spec node and a zoo layer differ, or None if they agree."""
     if ours.kind != theirs.kind:
         return f"a {ours.kind} in the spec, a {theirs.kind} in the zoo"
-    if set(ours.params) != set(theirs.params):
-        return f"parameters {sorted(ours.params)} in the spec, {sorted(theirs.params)} in the zoo"
+    if set(ours.params) != set(theirs.slots):
+        return f"parameters {sorted(ours.params)} in the spec, {sorted(theirs.slots)} in the zoo"
     for param, shape in ours.params.items():
-        if tuple(theirs.params[param].shape) != tuple(shape):
-            return f"{param} has shape {tuple(shape)} in the spec, {tuple(theirs.params[param].shape)} in the zoo"
-    node, attrs = ours.node, theirs.attrs
+        if tuple(theirs.slots[param].shape) != tuple(shape):
+            return f"{param} has shape {tuple(shape)} in the spec, {tuple(theirs.slots[param].shape)} in the zoo"
+    node, attrs = ours.node, theirs.config
     if isinstance(node, S.Conv2d) and "stride" in attrs and tuple(attrs["stride"]) != tuple(node.stride):
         return f"stride {tuple(node.stride)} in the spec, {tuple(attrs['stride'])} in the zoo"
     if isinstance(node, S.BatchNorm):
@@ -163,7 +134,7 @@ class Binding:
         self.spec = model
         self.pairs = pairs
         self.slots: Dict[str, Slot] = {S.join(path, p): slot for path, (_, layer) in pairs.items()
-                                       for p, slot in layer.params.items()}
+                                       for p, slot in layer.slots.items()}
 
     def read(self) -> Weights:
         """A fresh copy of every weight (each Slot.read returns a new array)."""
@@ -188,7 +159,7 @@ class Binding:
         zoo fuses that activation into the layer."""
         points = {}
         for path, (_, layer) in self.pairs.items():
-            kind = layer.attrs.get("activation")
+            kind = layer.config.get("activation")
             if not kind:
                 points[path] = layer
                 continue

@@ -20,6 +20,7 @@ import refnets
 from parity import run_against
 from parity.cli import main
 from refnets import backends, registry
+from refnets.backends import catalog
 from refnets import spec as S
 from refnets import weights as W
 from refnets import zoo_import as Z
@@ -60,7 +61,7 @@ TORCHVISION = [e.native for e in Z.ZOOS["torchvision"]]
 def _zoo_installed(zoo):
     import importlib.util
 
-    return importlib.util.find_spec(Z.ZOO_PACKAGES[zoo]) is not None
+    return importlib.util.find_spec(catalog.ZOOS[zoo].framework) is not None
 
 
 def _cases():
@@ -68,7 +69,7 @@ def _cases():
     plan = PLAN + [(zoo, native, ALL) for zoo, native in MEASURED_ONLY] if FULL else PLAN
     for zoo, native, chosen in plan:
         chosen = list(backends.BACKENDS) if (chosen == ALL or FULL) else [chosen]
-        missing = [b for b in chosen if b not in INSTALLED] + ([Z.ZOO_PACKAGES[zoo]] if not _zoo_installed(zoo) else [])
+        missing = [b for b in chosen if b not in INSTALLED] + ([catalog.ZOOS[zoo].framework] if not _zoo_installed(zoo) else [])
         marks = pytest.mark.skipif(bool(missing), reason=f"needs {', '.join(missing)}")
         cases.append(pytest.param(zoo, native, chosen, marks=marks, id=f"{zoo}-{native}-{'+'.join(chosen)}"))
     return cases
@@ -245,7 +246,7 @@ def test_gluon_importer_names_the_first_mismatch():
 @needs_mxnet
 def test_gluon_architecture_is_told_by_class_and_structure():
     from mxnet.gluon.model_zoo import vision
-    from refnets.zoo_import import gluon_zoo
+    from refnets.backends.mxnet import zoo as gluon_zoo
 
     for entry in Z.ZOOS["gluon"]:
         assert gluon_zoo.infer_arch(vision.get_model(entry.native)) == entry.native
@@ -323,7 +324,7 @@ def test_torchvision_state_dict_import_needs_no_torchvision():
 def test_torchvision_module_import_reads_and_writes_torch_modules():
     """The module path without torchvision: our own torch model has torchvision's
     module types and registration order."""
-    from refnets.zoo_import import torchvision_zoo
+    from refnets.backends.torch import zoo as torchvision_zoo
 
     impl = backends.get("torch")
     spec = refnets.get_spec("resnet18", input_shape=(3, 32, 32))

@@ -10,7 +10,7 @@ import pytest
 import parity
 from parity.cli import main
 from parity.port import match as port_match
-from refnets.backends.port_common import UserLayer
+from refnets.native import NativeLayer, Slot
 
 from conftest import INSTALLED
 
@@ -37,7 +37,7 @@ def _copy_with(tmp_path, source: pathlib.Path, *edits) -> str:
 
 
 def _layer(name, kind="conv", shape=(8, 8, 1, 1)):
-    return UserLayer(name, kind, "Conv2d", {"weight": shape})
+    return NativeLayer(name, kind, "Conv2d", {"weight": Slot(shape, lambda: None)})
 
 
 def _ref(path, shape=(8, 8, 1, 1)):

@@ -1,11 +1,13 @@
-"""A user's own Keras model seen by the port checker (`parity --port`). See
-`port_common` for the contract.
+"""The reader of a native Keras model (a user's port, a keras.applications model):
+its parameterised layers with their configuration and graph inputs (the
+functional graph), canonical weights read and written through slots, and the one
+capture of their inputs and outputs.
 
 Supported: functional and Sequential models (a symbolic graph to read layer inputs
 and outputs from), channels-last or channels-first. Conversions are the Keras
-backend's: kernels HWIO, dense kernels (in, out), and a Dense fed by a Flatten of a
-channels-last map takes its rows in H, W, C order (so a channels-last port that
-flattens natively is not a flatten bug). Captured values are given back
+backend's (`weights`): kernels HWIO, dense kernels (in, out), and a Dense fed by a
+Flatten of a channels-last map takes its rows in H, W, C order (so a channels-last
+port that flattens natively is not a flatten bug). Captured values are given back
 channels-first, a flattened dense input in C, H, W order. A layer with a fused
 activation (`Conv2D(..., activation="relu")`) reports it in `config["activation"]`:
 its captured output is after that activation.
@@ -16,19 +18,15 @@ from __future__ import annotations
 import contextlib
 from typing import Dict, List, Optional, Sequence, Tuple
 
-import keras
 import numpy as np
-from keras import ops
 
-from .keras.framework import versions  # noqa: F401 (versions: contract)
-from .keras.weights import NHWC_DENSE, canonical_shape, from_canonical
-from .port_common import PortModelError, UserLayer
+from ... import native
+from ...native import NativeLayer, PortModelError, Slot
+from .framework import keras, ops
+from .framework import versions as versions  # noqa: PLC0414 (the reader contract's versions())
+from .weights import NHWC_DENSE, ROLES, canonical_shape, from_canonical, to_canonical
 
 _KINDS = ((keras.layers.Conv2D, "conv"), (keras.layers.Dense, "dense"), (keras.layers.BatchNormalization, "batchnorm"))
-_ROLES = {"conv": (("weight", "kernel", "conv"), ("bias", "bias", "vector")),
-          "dense": (("weight", "kernel", "dense"), ("bias", "bias", "vector")),
-          "batchnorm": (("weight", "gamma", "vector"), ("bias", "beta", "vector"),
-                        ("running_mean", "moving_mean", "vector"), ("running_var", "moving_variance", "vector"))}
 
 
 def is_model(obj) -> bool:
@@ -104,21 +102,36 @@ def _conv_padding(layer) -> Tuple[int, int, int, int]:
 
 def _flattened_hwc(layer) -> Optional[Tuple[int, int, int]]:
     """(H, W, C) when a Dense is fed by a Flatten of a channels-last map."""
-    source = layer.input._keras_history.operation if hasattr(layer.input, "_keras_history") else None
-    if isinstance(source, keras.layers.Flatten) and source.data_format == "channels_last":
+    nodes = getattr(layer, "_inbound_nodes", [])
+    if len(nodes) != 1 or len(nodes[0].parent_nodes) != 1:
+        return None
+    source = nodes[0].parent_nodes[0].operation
+    if isinstance(source, keras.layers.Flatten) and getattr(source, "data_format", "channels_last") == "channels_last":
         shape = source.input.shape
         if len(shape) == 4:
             return tuple(int(v) for v in shape[1:])
     return None
 
 
-def _slots(layer, kind: str):
-    """(role, variable, layout) of each parameter present."""
+def variable_slot(variable, layout: str, hwc=None) -> Slot:
+    def read():
+        return to_canonical(ops.convert_to_numpy(variable), layout, hwc)
+
+    def write(array):
+        variable.assign(from_canonical(np.asarray(array, dtype=variable.dtype), layout, hwc))
+
+    return Slot(canonical_shape(variable.shape, layout, hwc), read, write)
+
+
+def _slots(layer, kind: str) -> Dict[str, Slot]:
+    """role -> Slot of each parameter present."""
     hwc = _flattened_hwc(layer) if kind == "dense" else None
-    for role, attribute, layout in _ROLES[kind]:
+    slots = {}
+    for role, attribute, layout in ROLES[kind]:
         variable = getattr(layer, attribute, None)
         if variable is not None:
-            yield role, variable, (NHWC_DENSE if (hwc and role == "weight") else layout), hwc
+            slots[role] = variable_slot(variable, NHWC_DENSE if (hwc and role == "weight") else layout, hwc)
+    return slots
 
 
 def _activation(layer) -> str:
@@ -126,34 +139,49 @@ def _activation(layer) -> str:
     return "linear" if fn is None else getattr(fn, "__name__", str(fn))
 
 
-def _describe(layer) -> UserLayer:
+def _inputs(layer) -> Optional[Tuple[str, ...]]:
+    """The layers feeding `layer` in the functional graph ("<input>": the model input)."""
+    nodes = getattr(layer, "_inbound_nodes", [])
+    if len(nodes) != 1:
+        return None
+    names = []
+    for parent in nodes[0].parent_nodes:
+        operation = parent.operation
+        names.append("<input>" if isinstance(operation, keras.layers.InputLayer) else operation.name)
+    return tuple(names) or ("<input>",)
+
+
+def describe(layer) -> NativeLayer:
     kind = _kind(layer)
     if len(layer._inbound_nodes) > 1:
         raise PortModelError(f"layer '{layer.name}' is called more than once; shared weights cannot be mapped "
                              f"one-to-one onto the reference")
     if kind == "other":
-        return UserLayer(layer.name, "other", type(layer).__name__,
-                         {v.path: tuple(v.shape) for v in layer.weights})
-    params = {role: canonical_shape(v.shape, layout, hwc) for role, v, layout, hwc in _slots(layer, kind)}
+        return NativeLayer(layer.name, "other", type(layer).__name__, handle=layer,
+                           other_params={v.path: tuple(v.shape) for v in layer.weights})
     config: Dict[str, object] = {}
     if kind == "conv":
         config = {"stride": tuple(layer.strides), "padding": _conv_padding(layer),
-                  "dilation": tuple(layer.dilation_rate), "groups": layer.groups}
+                  "dilation": tuple(layer.dilation_rate), "groups": layer.groups,
+                  "data_format": layer.data_format}
     if kind == "batchnorm":
-        config = {"eps": layer.epsilon}
+        affine = True if (layer.scale and layer.center) else False if not (layer.scale or layer.center) \
+            else f"scale={layer.scale}, center={layer.center}"
+        config = {"eps": float(layer.epsilon), "affine": affine}
     if kind in ("conv", "dense") and _activation(layer) != "linear":
         config["activation"] = _activation(layer)
-    return UserLayer(layer.name, kind, type(layer).__name__, params, config)
+    return NativeLayer(layer.name, kind, type(layer).__name__, _slots(layer, kind), config, _inputs(layer), layer)
 
 
-def layers(model, x: np.ndarray) -> List[UserLayer]:
+def layers(model, x: Optional[np.ndarray] = None) -> List[NativeLayer]:
     """Layers holding weights in the graph's order (Keras lists a functional
-    model's layers topologically)."""
+    model's layers topologically); given an input, it is checked against the model's."""
     for layer in _layers(model):
         if isinstance(layer, keras.Model):
             raise PortModelError(f"layer '{layer.name}' is a nested model; pass a flat functional model")
-    _check_input(model, x, _channels_last(model))
-    return [_describe(layer) for layer in _layers(model) if layer.weights]
+    if x is not None:
+        _check_input(model, x, _channels_last(model))
+    return [describe(layer) for layer in _layers(model) if layer.weights]
 
 
 def unused(model, called: Sequence[str]) -> List[str]:
@@ -161,18 +189,7 @@ def unused(model, called: Sequence[str]) -> List[str]:
 
 
 def set_params(model, assignment: Dict[str, Dict[str, np.ndarray]]) -> None:
-    staged = []
-    for name, roles in assignment.items():
-        layer = model.get_layer(name)
-        slots = {role: (v, layout, hwc) for role, v, layout, hwc in _slots(layer, _kind(layer))}
-        for role, array in roles.items():
-            variable, layout, hwc = slots[role]
-            staged.append((variable, from_canonical(np.asarray(array, dtype=variable.dtype), layout, hwc)))
-    for variable, value in staged:
-        if tuple(variable.shape) != value.shape:
-            raise PortModelError(f"{variable.path}: shape {tuple(variable.shape)}, weights {value.shape}")
-    for variable, value in staged:
-        variable.assign(value)
+    native.assign({name: describe(model.get_layer(name)) for name in assignment}, assignment)
 
 
 def _check_input(model, x: np.ndarray, channels_last: bool) -> None:
