@@ -167,3 +167,36 @@ class Backend(abc.ABC):
 
     def __repr__(self) -> str:
         return f"<refnets backend {self.name!r}>"
+
+
+class ModuleBackend(Backend):
+    """A backend whose functions live in its package's modules: `build_module`
+    (build), `weights_module` (get_weights, set_weights, count_params),
+    `run_module` (forward), `training_module` (gradients, Trainer) and
+    `framework_module` (versions), set as class attributes."""
+
+    build_module = weights_module = run_module = training_module = framework_module = None
+
+    def build(self, model, dtype="float32"):
+        return self.build_module.build(model, dtype)
+
+    def get_weights(self, net):
+        return self.weights_module.get_weights(net)
+
+    def set_weights(self, net, weights):
+        self.weights_module.set_weights(net, weights)
+
+    def forward(self, net, x, capture=(), train=False):
+        return self.run_module.forward(net, x, capture, train)
+
+    def gradients(self, net, x, labels, train=False):
+        return self.training_module.gradients(net, x, labels, train)
+
+    def Trainer(self, net, optimizer, lr, momentum=0.0):  # noqa: N802
+        return self.training_module.Trainer(net, optimizer, lr, momentum)
+
+    def count_params(self, net):
+        return self.weights_module.count_params(net)
+
+    def versions(self):
+        return self.framework_module.versions()
