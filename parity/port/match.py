@@ -18,11 +18,10 @@ from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Tuple
 
 import numpy as np
-import refnets
+from refnets import rules, shapes
 from refnets import spec as S
 from refnets.native import NativeLayer
 
-_KINDS = {S.Conv2d: "conv", S.Dense: "dense", S.BatchNorm: "batchnorm"}
 
 
 @dataclass(frozen=True)
@@ -54,16 +53,9 @@ class Mapping:
 
 
 def reference_layers(model: S.ModelSpec) -> List[RefLayer]:
-    shapes = refnets.param_shapes(model)
-    layers = []
-    for path, node in model.walk():
-        kind = _KINDS.get(type(node))
-        if kind:
-            prefix = f"{path}."
-            params = {k[len(prefix):]: tuple(v) for k, v in shapes.items() if k.startswith(prefix)
-                      and "." not in k[len(prefix):]}
-            layers.append(RefLayer(path, kind, node, params))
-    return layers
+    """The reference's parameterised nodes in execution order, with canonical shapes."""
+    return [RefLayer(path, rules.kind(info.node), info.node, dict(shapes.node_param_shapes(info)))
+            for path, info in shapes.infer(model).items() if rules.has_params(info.node)]
 
 
 def _signature(kind: str, params: Dict[str, Tuple[int, ...]]):

@@ -199,13 +199,9 @@ def from_torchvision(state_dict_or_module, arch: Union[str, ModelSpec, None] = N
     auxiliary heads, unused in inference, are ignored; its `transform_input` must
     be off."""
     if isinstance(state_dict_or_module, Mapping):  # no torch, no torchvision needed
-        if arch is None:
-            raise ValueError("a state_dict does not say which model it is: name it (arch=...)")
         from . import state_dict
-        from .core import bind_by_order
 
-        spec, _ = spec_for("torchvision", arch, input_shape=input_shape, **options)
-        return Binding(spec, bind_by_order(spec, state_dict.layers(state_dict_or_module))).read()
+        return state_dict.bind(state_dict_or_module, arch, input_shape=input_shape, **options).read()
     return bind("torchvision", state_dict_or_module, arch, input_shape=input_shape, **options).read()
 
 

@@ -9,7 +9,7 @@ from typing import Dict, List, Mapping
 import numpy as np
 
 from ..native import NativeLayer, Slot
-from .core import ZooMismatchError
+from .core import Binding, ZooMismatchError, bind_by_order
 
 SKIPPED = ("aux1.", "aux2.")  # googlenet's auxiliary classifiers, unused in inference
 
@@ -33,6 +33,17 @@ def _state_slot(state: Mapping, key: str) -> Slot:
             state[key] = np.asarray(array, dtype=as_array(state[key]).dtype).copy()
 
     return Slot(tuple(int(v) for v in np.shape(state[key])), read, write)
+
+
+def bind(state: Mapping, arch, input_shape=None, **options) -> Binding:
+    """The state_dict aligned by order with the spec of `arch` (which a state_dict
+    alone does not tell: it must be named)."""
+    from . import spec_for
+
+    if arch is None:
+        raise ValueError("a state_dict does not say which model it is: name it (arch=...)")
+    spec, _ = spec_for("torchvision", arch, input_shape=input_shape, **options)
+    return Binding(spec, bind_by_order(spec, layers(state)))
 
 
 def layers(state: Mapping) -> List[NativeLayer]:

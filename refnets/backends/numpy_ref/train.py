@@ -12,6 +12,7 @@ from typing import Dict, Tuple
 
 import numpy as np
 
+from ... import rules
 from ... import spec as S
 from ..base import Gradients, heavy_ball_momentum
 from . import ops
@@ -50,7 +51,7 @@ def loss_and_gradients(model: NumpyModel, x: np.ndarray, labels: np.ndarray,
 
 def gradients(model: NumpyModel, x: np.ndarray, labels: np.ndarray, train: bool = False) -> Gradients:
     loss, logits, dx, grads = loss_and_gradients(model, x, labels, train)
-    trainable = [name for name in model.params if not name.endswith(("running_mean", "running_var"))]
+    trainable = [name for name in model.params if not name.endswith(rules.BN_STATISTICS)]
     params = {name: np.array(grads[name], dtype=model.dtype) for name in trainable}
     return Gradients(loss, np.array(logits, copy=True), np.array(dx, dtype=model.dtype), params)
 

@@ -40,8 +40,6 @@ def build(entry: ZooEntry, num_classes: int = 1000, input_shape=(3, 224, 224), d
 
 def layers(model) -> List[NativeLayer]:
     """The zoo model's parameterised modules in registration order (the torch reader's)."""
-    if isinstance(model, Mapping):
-        return state_dict.layers(model)
     if getattr(model, "transform_input", False):
         raise ZooMismatchError("the zoo model re-scales its input (transform_input=True), which no spec "
                                "reproduces; build it with transform_input=False")
@@ -90,10 +88,9 @@ def infer_arch(model) -> str:
 
 
 def bind(state_dict_or_module, arch=None, input_shape=None, **options) -> Binding:
-    if arch is None:
-        if isinstance(state_dict_or_module, Mapping):
-            raise ValueError("a state_dict does not say which model it is: name it (arch=...)")
-        arch = infer_arch(state_dict_or_module)
+    if isinstance(state_dict_or_module, Mapping):
+        return state_dict.bind(state_dict_or_module, arch, input_shape=input_shape, **options)
+    arch = infer_arch(state_dict_or_module) if arch is None else arch
     spec, _ = spec_for("torchvision", arch, input_shape=input_shape, **options)
     return Binding(spec, bind_by_order(spec, layers(state_dict_or_module)))
 
