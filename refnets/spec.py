@@ -30,6 +30,15 @@ from typing import Iterator, Literal, Tuple, Union
 Pad4 = Tuple[int, int, int, int]
 Pair = Tuple[int, int]
 
+# TensorFlow's size-dependent 'same' padding, as a rule rather than numbers: along
+# each axis the output has ceil(size / stride) cells and the total padding
+# max((out - 1) * stride + dilation * (kernel - 1) + 1 - size, 0) is split with the
+# smaller half on top / left (`rules.resolve_padding`). A conv zero-pads; a max pool's
+# padding never wins; an average pool with this padding should not count it
+# (`count_include_pad=False`, TensorFlow's rule).
+SAME = "same"
+Padding = Union[Pad4, Literal["same"]]
+
 
 def pair(value: Union[int, Pair]) -> Pair:
     """An int or a 2-tuple as a 2-tuple of ints."""
@@ -39,8 +48,11 @@ def pair(value: Union[int, Pair]) -> Pair:
     return (int(h), int(w))
 
 
-def pad4(value: Union[int, Pair, Pad4]) -> Pad4:
-    """An int, (h, w) or (top, bottom, left, right) as (top, bottom, left, right)."""
+def pad4(value: Union[int, Pair, Pad4, str]):
+    """An int, (h, w) or (top, bottom, left, right) as (top, bottom, left, right);
+    "same" stays the rule `SAME`."""
+    if value == SAME:
+        return SAME
     if isinstance(value, int):
         return (value, value, value, value)
     value = tuple(int(v) for v in value)
@@ -70,7 +82,7 @@ class Conv2d(Node):
     out_channels: int
     kernel: Pair
     stride: Pair = (1, 1)
-    padding: Pad4 = (0, 0, 0, 0)  # zero padding, per side
+    padding: Padding = (0, 0, 0, 0)  # zero padding, per side, or SAME
     dilation: Pair = (1, 1)
     groups: int = 1
     bias: bool = True
@@ -115,11 +127,15 @@ class BatchNorm(Node):
         return True
 
 
-ActivationKind = Literal["relu", "sigmoid", "tanh"]
+ActivationKind = Literal["relu", "sigmoid", "tanh", "softmax"]
+ACTIVATION_KINDS = ("relu", "sigmoid", "tanh", "softmax")
 
 
 @dataclass(frozen=True, kw_only=True)
 class Activation(Node):
+    """An element-wise activation, or "softmax" over the channels (the features of a
+    vector, the channel axis of a feature map), as a Keras classifier ends."""
+
     kind: ActivationKind = "relu"
 
 
@@ -132,7 +148,7 @@ class MaxPool(Node):
 
     kernel: Pair
     stride: Pair
-    padding: Pad4 = (0, 0, 0, 0)
+    padding: Padding = (0, 0, 0, 0)
     ceil_mode: bool = False
 
 
@@ -144,14 +160,17 @@ class AvgPool(Node):
 
     kernel: Pair
     stride: Pair
-    padding: Pad4 = (0, 0, 0, 0)
+    padding: Padding = (0, 0, 0, 0)
     ceil_mode: bool = False
     count_include_pad: bool = True
 
 
 @dataclass(frozen=True, kw_only=True)
 class GlobalAvgPool(Node):
-    """Mean over H and W: (C, H, W) -> (C,)."""
+    """Mean over H and W: (C, H, W) -> (C,), or (C, 1, 1) with `keepdims` (a pool
+    whose window is the whole map, as `nn.AvgPool2d(x.shape[2])` writes it)."""
+
+    keepdims: bool = False
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -187,6 +206,16 @@ class Dropout(Node):
 @dataclass(frozen=True, kw_only=True)
 class Identity(Node):
     """Passes its input through (a residual shortcut, say)."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Shared(Node):
+    """Applies the parameterised layer at spec path `target` (conv, dense or
+    BatchNorm, earlier in execution order) once more, with the same weights: a
+    user's module reused for several branches. The weights have one canonical
+    entry, under `target`; every backend builds the layer once and calls it twice."""
+
+    target: str
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -234,8 +263,16 @@ def walk(node: Node, prefix: str = "") -> Iterator[Tuple[str, Node]]:
 
 
 def validate(node: Node) -> None:
-    """Raise ValueError if sibling segments collide or a name holds a dot."""
+    """Raise ValueError if sibling segments collide, a name holds a dot, or a
+    `Shared` node's target is not a parameterised layer that runs before it."""
+    seen = {}
     for path, current in walk(node):
+        if isinstance(current, Shared):
+            target = seen.get(current.target)
+            if target is None or not target.has_params:
+                raise ValueError(f"shared node {path!r}: its target {current.target!r} is not a parameterised "
+                                 f"layer that runs before it")
+        seen[path] = current
         segments = [child_segment(c, i) for i, c in enumerate(children_of(current))]
         for child in children_of(current):
             if "." in child.name or "/" in child.name:
