@@ -53,6 +53,30 @@ CASES = {
         _conv("a", padding=(1, 1, 1, 1)), S.Identity(name="skip", ))), S.Parallel(name="cat", branches=(
             _conv("a", out_channels=3, kernel=(1, 1)), S.MaxPool(name="b", kernel=(3, 3), stride=(1, 1),
                                                                  padding=(1, 1, 1, 1))))),
+    "Activation-softmax": _model("softmax", S.Activation(name="map", kind="softmax"), S.Flatten(name="f"),
+                                 S.Dense(name="d", out_features=6), S.Activation(name="vec", kind="softmax")),
+    # 'same' by TensorFlow's rule: stride 2 on an even (10) and an odd (9) size, so the
+    # padding is asymmetric on one axis and symmetric on the other; then a dilated one.
+    "Conv2d-same": _model("conv_same", _conv("even_odd", stride=(2, 2), padding=S.SAME),
+                          _conv("dilated", kernel=(3, 2), dilation=(2, 3), padding=S.SAME), input_shape=(4, 10, 9)),
+    "MaxPool-same": _model("maxpool_same", S.MaxPool(name="p", kernel=(3, 3), stride=(2, 2), padding=S.SAME),
+                           S.MaxPool(name="q", kernel=(2, 3), stride=(1, 2), padding=S.SAME), input_shape=(4, 10, 9)),
+    "AvgPool-same": _model("avgpool_same", S.AvgPool(name="p", kernel=(3, 3), stride=(2, 2), padding=S.SAME,
+                                                      count_include_pad=False),
+                           S.AvgPool(name="q", kernel=(2, 3), stride=(1, 2), padding=S.SAME, count_include_pad=False),
+                           input_shape=(4, 10, 9)),
+    "GlobalAvgPool-keepdims": _model("gap_keep", S.GlobalAvgPool(name="g", keepdims=True),
+                                     _conv("c", kernel=(1, 1))),
+    # One conv applied in both branches of a concat (the second by reference), and a
+    # dense layer applied twice in a row after a flatten.
+    "Shared": _model("shared", S.Parallel(name="twin", branches=(
+        _conv("conv", padding=(1, 1, 1, 1)),
+        S.Sequential(name="other", children=(S.Activation(name="act", kind="tanh"),
+                                             S.Shared(name="again", target="twin.conv"))))),
+        S.Flatten(name="f"), S.Dense(name="fc", out_features=72),
+        S.Parallel(name="heads", merge="add", branches=(S.Identity(name="skip"),
+                                                       S.Dense(name="fc2", out_features=72))),
+        S.Shared(name="fc2_again", target="heads.fc2")),
 }
 
 
