@@ -270,7 +270,7 @@ def fewest_batchnorm_values(infos: Dict[str, shapes.NodeInfo], batch: int) -> Op
     """(values per channel, node) of the BatchNorm that normalises over the fewest
     values in training mode (batch x H x W); None without BatchNorm."""
     counts = [(batch * int(np.prod(info.in_shape[1:])), path) for path, info in infos.items()
-              if isinstance(info.node, S.BatchNorm)]
+              if isinstance(info.applied, S.BatchNorm)]  # a shared BatchNorm normalises again
     return min(counts) if counts else None
 
 

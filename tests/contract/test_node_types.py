@@ -4,7 +4,7 @@ other backends on it; a coverage test names any backend that lacks a converter."
 
 import numpy as np
 import pytest
-from refnets import backends, rules
+from refnets import backends, rules, shapes
 from refnets import spec as S
 from refnets import weights as W
 from refnets.backends import catalog
@@ -181,6 +181,27 @@ def _gradient_errors(ours, ref) -> dict:
               "logits": relative_error(ours.logits, ref.logits), "input": relative_error(ours.input, ref.input)}
     errors.update({k: relative_error(ours.params[k], g) for k, g in ref.params.items()})
     return errors
+
+
+@pytest.mark.parametrize("case", GRADIENT_CASES)
+def test_every_node_is_captured_and_counted_alike_on_the_new_vocabulary(case):
+    """Captures of every path (a Shared node's own output, its target's first call)
+    and parameter counts (a shared layer's weights once)."""
+    model = CASES[case]
+    weights = W.init(model, seed=2, dtype="float64")
+    x = seeded_input(model.input_shape, dtype="float64")
+    paths = [p for p, _ in model.walk()]
+    counts = shapes.counts(model)
+    captured = {}
+    for name in AVAILABLE:
+        impl, net = _built(name, model, weights)
+        captured[name] = impl.forward(net, x, capture=paths)[1]
+        assert impl.count_params(net) == (counts.trainable, counts.total), name
+    reference = captured[AVAILABLE[0]]
+    for name, acts in captured.items():
+        for path in paths:
+            assert acts[path].shape == reference[path].shape, (name, path)
+            assert relative_error(acts[path], reference[path]) <= TOLERANCE["float64"], (name, path)
 
 
 @pytest.mark.parametrize("case", GRADIENT_CASES)

@@ -173,7 +173,7 @@ def test_every_node_type_has_one_rule_and_kind():
     from refnets import rules
 
     leaves = {S.Conv2d, S.Dense, S.BatchNorm, S.Activation, S.MaxPool, S.AvgPool, S.GlobalAvgPool,
-              S.AdaptiveAvgPool, S.ZeroPad, S.Flatten, S.Dropout, S.Identity}
+              S.AdaptiveAvgPool, S.ZeroPad, S.Flatten, S.Dropout, S.Identity, S.Shared}
     assert set(rules.NODE_TYPES) == leaves
     assert rules.kind(S.Conv2d(out_channels=2, kernel=(1, 1))) == "conv"
     assert rules.kind(S.Sequential()) == "sequential" and rules.kind(S.Parallel()) == "parallel"
