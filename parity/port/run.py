@@ -28,7 +28,7 @@ from ..engine.localise import capture_paths
 from ..engine.metrics import Comparison, compare
 from ..engine.tolerances import tolerance
 from . import match as matching
-from .load import PortLoadError, load_port  # noqa: F401 (PortLoadError: part of run_port's API)
+from refnets.userload import load_model
 from .diagnose import Diagnosis, Evidence, diagnose, input_agrees
 from .match import Mapping, assignment, reference_layers, same_shape_layers, swap
 
@@ -67,7 +67,7 @@ def run_port(model: Union[str, S.ModelSpec], port, port_backend: str = "torch", 
              batch: int = 2, input_shape=None, dtype: str = "float32", seed: int = 0, rtol: Optional[float] = None,
              atol: Optional[float] = None, weights=None, layers: bool = False, options: Optional[dict] = None,
              progress: Optional[Progress] = None) -> PortResult:
-    """Check the port (see `load_port`) against our `model`. Raises one of
+    """Check the port (see `refnets.userload.load_model`) against our `model`. Raises one of
     parity.USAGE_ERRORS for bad arguments, a missing framework or a port that
     cannot be loaded or run."""
     say = progress_or_quiet(progress)
@@ -111,7 +111,7 @@ def run_port(model: Union[str, S.ModelSpec], port, port_backend: str = "torch", 
 
 def _load(port, adapter, dtype: str):
     with adapter.loading(dtype):
-        return adapter.prepare(load_port(port, adapter), dtype)
+        return adapter.prepare(load_model(port, adapter), dtype)
 
 
 def _timed(result: PortResult, phase: str, action):
