@@ -1,4 +1,5 @@
 """python -m parity MODEL [--backends torch,mxnet,keras] ... : do the frameworks agree?
+(MODEL: a zoo model's name or a spec file, model.json, see python -m refnets export)
 python -m parity MODEL --against ZOO [--backends ...] ...     : does our model compute
 what the framework's own zoo model computes? (ZOO: keras, gluon, torchvision;
 MODEL: our name or the zoo's; `--list --against ZOO` lists what a zoo reproduces)
@@ -42,7 +43,8 @@ def _backends(text: str):
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="parity", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("model", nargs="?", help="model name (see --list)")
+    p.add_argument("model", nargs="?", help="model name (see --list) or a spec file (.json, as python -m refnets "
+                                            "export writes it; its weights are seeded as a zoo model's)")
     p.add_argument("--list", action="store_true", help="list the models and exit")
     p.add_argument("--backends", type=_backends, help="comma-separated, default: every installed backend")
     p.add_argument("--reference", help="backend the others are compared with (default: the first)")
