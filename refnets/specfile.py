@@ -21,6 +21,7 @@ unknown fields, node types), the spec's own rules (`spec.validate`: duplicate na
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import json
 import os
 import re
@@ -180,14 +181,16 @@ def _schema_message(error, types: Dict[str, type]) -> str:
     """One jsonschema error as 'JSON path: what is wrong', in the words of this format."""
     where, instance = error.json_path, error.instance
     if error.validator == "enum" and list(error.path)[-1:] == ["type"]:
-        import difflib
         close = difflib.get_close_matches(str(instance), types, n=1)
         hint = f"; did you mean {close[0]}?" if close else ""
         return f"{where}: {instance!r} is not a node type (the vocabulary has {', '.join(types)}){hint}"
     if error.validator == "additionalProperties" and isinstance(instance, dict):
         known = list(error.schema.get("properties", {}))
         unknown = [k for k in instance if k not in known]
-        return f"{where}: unknown field(s) {', '.join(map(repr, unknown))} for {_owner(where, instance)} (its fields: {', '.join(known)})"
+        close = [m for k in unknown for m in difflib.get_close_matches(k, known, n=1)]
+        hint = f"; did you mean {', '.join(map(repr, close))}?" if close else ""
+        return (f"{where}: unknown field(s) {', '.join(map(repr, unknown))} for {_owner(where, instance)} "
+                f"(its fields: {', '.join(known)}){hint}")
     if error.validator == "required" and isinstance(instance, dict):
         missing = [k for k in error.validator_value if k not in instance]
         return f"{where}: missing required field(s) {', '.join(map(repr, missing))} of {_owner(where, instance)}"

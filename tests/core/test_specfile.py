@@ -121,7 +121,7 @@ ERRORS = [
      r"Parallel\); did you mean Conv2d\?$"),
     (_set(CHILD + (0, "kernal"), [3, 3]),
      r"^\$\.root\.children\[0\]: unknown field\(s\) 'kernal' for a Conv2d node \(its fields: type, name, "
-     r"out_channels, kernel"),
+     r"out_channels, kernel, .*\); did you mean 'kernel'\?$"),
     (_set(CHILD + (0, "out_channels"), _DELETE),
      r"^\$\.root\.children\[0\]: missing required field\(s\) 'out_channels' of a Conv2d node$"),
     (_set(CHILD + (0, "padding"), "valid"),
