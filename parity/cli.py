@@ -112,10 +112,22 @@ def _run_port(args, progress) -> int:
         if value is not None:
             raise ParityUsageError(f"{flag} does not apply to a port check (the reference backend is --reference, "
                                    f"default the --port-backend)")
-    result = run_port(args.model, args.port, port_backend=args.port_backend, reference=args.reference,
+    model, native = args.model, None
+    if args.from_:
+        for flag, value in (("--weights", args.weights), ("--reference", args.reference)):
+            if value is not None:
+                raise ParityUsageError(f"{flag} does not apply to a port against your own model: its weights and "
+                                       f"framework are the reference")
+        if progress:
+            progress(f"tracing the reference {args.model} ({args.from_})")
+        native = load_and_trace(args.model, args.from_, args.input_shape, _or(args.dtype, INFERENCE_DTYPE))
+        model = native.traced.spec
+    result = run_port(model, args.port, native_reference=native,
+                      weights=native.traced.weights if native else args.weights,
+                      reference=args.from_ if native else args.reference, port_backend=args.port_backend,
                       batch=_or(args.batch, INFERENCE_BATCH), input_shape=args.input_shape,
                       dtype=_or(args.dtype, INFERENCE_DTYPE), seed=args.seed,
-                      rtol=args.rtol, atol=args.atol, weights=args.weights, layers=args.layers,
+                      rtol=args.rtol, atol=args.atol, layers=args.layers,
                       options=dict(args.option), progress=progress)
     print(port_report.text(result, all_layers=args.layers))
     if args.json:
@@ -135,7 +147,7 @@ def main(argv=None) -> int:
     mode = "grad" if args.grad else "train" if args.train else "train-steps" if args.train_steps is not None else None
     try:
         _check_flags(args, mode)
-        if args.from_:
+        if args.from_ and not args.port:
             return _run_traced(args, mode, progress)
         if is_callable_ref(args.model):
             raise ParityUsageError(f"{args.model} names your own model: say its framework with --from "

@@ -27,6 +27,8 @@ NOUNS = {"conv": "conv", "dense": "dense layer", "batchnorm": "BatchNorm", "acti
 COPYABLE_FIELDS = {"stride", "padding", "dilation", "eps", "momentum", "unbiased_running_var", "kind", "ceil_mode",
                    "count_include_pad", "rate", "keepdims"}
 GLOBAL_POOLS = (S.GlobalAvgPool, S.AdaptiveAvgPool)
+# Fields that matter in training only: reported, but the inference verdict does not rest on them.
+TRAINING_ONLY = {"momentum", "unbiased_running_var", "rate"}
 
 
 @dataclass(frozen=True)
@@ -36,6 +38,7 @@ class Difference:
     detail: str
     copyable: bool
     kind: str = ""
+    training_only: bool = False
 
 
 @dataclass
@@ -47,6 +50,10 @@ class StructuralDiff:
     @property
     def identical(self) -> bool:
         return not self.differences
+
+    @property
+    def affects_inference(self) -> bool:
+        return any(not d.training_only for d in self.differences)
 
     @property
     def copyable(self) -> bool:
@@ -90,7 +97,9 @@ def _fields(a: Placed, b: Placed) -> List[Difference]:
             continue
         noun = "kernel" if f.name == "kernel" else f.name.replace("_", " ")
         detail = f"{noun} {_value(ref_value)} vs {_value(port_value)}"
-        found.append(Difference(f"{kind}:{f.name}", a.path, detail, f.name in COPYABLE_FIELDS, kind))
+        training = f.name in TRAINING_ONLY
+        detail += " (training only)" if training else ""
+        found.append(Difference(f"{kind}:{f.name}", a.path, detail, f.name in COPYABLE_FIELDS, kind, training))
     return found
 
 
