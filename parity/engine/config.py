@@ -14,6 +14,7 @@ from refnets import spec as S
 from refnets.specfile import SpecFileError
 from refnets import weights as W
 from refnets.native import PortModelError
+from refnets.trace.graph import UntraceableError
 from refnets.userload import UserCodeError
 from refnets.zoo_import import UnknownZooError
 
@@ -27,7 +28,7 @@ class ParityUsageError(Exception):
 USAGE_ERRORS = (registry.UnknownModelError, registry.BadOptionError, B.UnknownBackendError,
                 B.BackendUnavailableError, refnets.InputTooSmallError, W.WeightFileError,
                 W.WeightMismatchError, ParityUsageError, UnknownZooError,
-                PortModelError, B.CapabilityError, UserCodeError, SpecFileError)
+                PortModelError, B.CapabilityError, UserCodeError, UntraceableError, SpecFileError)
 
 
 def check_dtype(dtype: str) -> str:
