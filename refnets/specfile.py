@@ -71,13 +71,13 @@ def type_schema(annotation) -> dict:
     if origin is typing.Literal:
         return {"enum": list(args)}
     if origin is typing.Union:
-        return {"anyOf": [type_schema(a) for a in args if a is not type(None)]}
+        return {"anyOf": [type_schema(a) for a in args]}
     if origin is tuple:
         if len(args) == 2 and args[1] is Ellipsis:
             return {"type": "array", "items": type_schema(args[0])}
         return {"type": "array", "prefixItems": [type_schema(a) for a in args], "minItems": len(args),
                 "maxItems": len(args)}
-    simple = {bool: "boolean", int: "integer", float: "number", str: "string"}
+    simple = {bool: "boolean", int: "integer", float: "number", str: "string", type(None): "null"}
     if annotation in simple:
         return {"type": simple[annotation]}
     raise TypeError(f"no JSON form for the annotation {annotation!r}")
