@@ -154,7 +154,8 @@ def _batchnorm(layer, values, name, dtype) -> Step:
 
 
 def _activation_layer(layer, values, name, dtype) -> Step:
-    return Step(_fused(layer, name))
+    kind = activation_kind(layer.activation, name)
+    return Step([] if kind is None else [Piece(S.Activation(kind=kind))])
 
 
 def _relu(layer, values, name, dtype) -> Step:
