@@ -13,6 +13,8 @@ from refnets import registry
 from refnets import spec as S
 from refnets import weights as W
 from refnets.native import PortModelError
+from refnets.trace.graph import UntraceableError
+from refnets.userload import UserCodeError
 from refnets.zoo_import import UnknownZooError
 
 DTYPES = ("float32", "float64")
@@ -25,7 +27,7 @@ class ParityUsageError(Exception):
 USAGE_ERRORS = (registry.UnknownModelError, registry.BadOptionError, B.UnknownBackendError,
                 B.BackendUnavailableError, refnets.InputTooSmallError, W.WeightFileError,
                 W.WeightMismatchError, ParityUsageError, UnknownZooError,
-                PortModelError, B.CapabilityError)
+                PortModelError, B.CapabilityError, UserCodeError, UntraceableError)
 
 
 def check_dtype(dtype: str) -> str:

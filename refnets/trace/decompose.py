@@ -39,6 +39,7 @@ class Traced:
     weights: Dict[str, np.ndarray]
     framework: str
     origins: Dict[str, str] = field(default_factory=dict)
+    owners: Dict[str, str] = field(default_factory=dict)  # spec path -> the native layer holding its weights
 
 
 def segment_name(op_id: str) -> str:
@@ -171,11 +172,13 @@ def _share(root: S.Node, ops_by_name: Dict[str, TracedOp]):
     shared: List[tuple] = []
     weights: Dict[str, np.ndarray] = {}
     origins: Dict[str, str] = {}
+    owners: Dict[str, str] = {}
     for path, node in S.walk(root):
         op = ops_by_name.get(node.name) if not isinstance(node, S.CONTAINERS) else None
         if op is None:
             continue
         origins[path] = op.id
+        owners[path] = op.layer
         if not op.weights:
             continue
         if op.layer in first:
@@ -189,7 +192,7 @@ def _share(root: S.Node, ops_by_name: Dict[str, TracedOp]):
             raise UntraceableError(f"layer {op.layer!r} is applied at {original.id!r} and {op.id!r} with different "
                                    f"settings")
         root = S.replace(root, path, lambda node, target=target: S.Shared(name=node.name, target=target))
-    return root, weights, origins
+    return root, weights, origins, owners
 
 
 def _check_weights(expected: Dict[str, tuple], weights: Dict[str, np.ndarray]) -> None:
@@ -211,7 +214,7 @@ def decompose(traced: TracedGraph, dtype: str = "float32") -> Traced:
     nodes = work.series(INPUT, traced.output, within)
     root = S.Sequential(children=tuple(nodes))
     ops_by_name = {work.names[op_id]: work.graph.ops[op_id] for op_id in work.names}
-    root, weights, origins = _share(root, ops_by_name)
+    root, weights, origins, owners = _share(root, ops_by_name)
     try:
         model = S.ModelSpec(name=traced.name, root=root, input_shape=tuple(traced.input_shape))
         expected = shapes.param_shapes(model)
@@ -219,5 +222,5 @@ def decompose(traced: TracedGraph, dtype: str = "float32") -> Traced:
         raise UntraceableError(f"the traced graph does not make a consistent spec: {error}") from error
     _check_weights(expected, weights)
     weights = {key: np.asarray(value, dtype=dtype) for key, value in weights.items()}
-    return Traced(spec=model, weights=weights, framework=traced.framework, origins=origins)
+    return Traced(spec=model, weights=weights, framework=traced.framework, origins=origins, owners=owners)
 
