@@ -1,10 +1,14 @@
 """python -m parity MODEL [--backends torch,mxnet,keras] ... : do the frameworks agree?
+(MODEL: a zoo model's name or a spec file, model.json, see python -m refnets export)
 python -m parity MODEL --against ZOO [--backends ...] ...     : does our model compute
 what the framework's own zoo model computes? (ZOO: keras, gluon, torchvision;
 MODEL: our name or the zoo's; `--list --against ZOO` lists what a zoo reproduces)
 python -m parity MODEL --port MODULE:CALLABLE [--port-backend torch]: does your own
 hand-written model (CALLABLE returns it; MODULE may be a .py file) compute what
 MODEL computes? Our weights are mapped onto it by structure, not names.
+python -m parity MODULE:CALLABLE --from FRAMEWORK [--input-shape C,H,W] [--backends ...]:
+a verified conversion: your own torch / mxnet / keras model is traced into the
+spec, built in every backend with its own weights, and compared with itself.
 python -m parity MODEL --grad [--inference] | --train | --train-steps N [--optimizer
 sgd|momentum] [--lr LR] [--momentum M] ... : do they also learn the same way?
 (gradients; one training-mode step with its BatchNorm statistics; N optimiser
@@ -20,6 +24,8 @@ import sys
 
 from refnets import registry, zoo_import
 from refnets.cliargs import parse_option, parse_shape
+from refnets.trace.user import load_and_trace
+from refnets.userload import is_callable_ref
 
 from refnets.backends import catalog
 
@@ -30,6 +36,7 @@ from .port import run_port
 from .reports import inference as report
 from .reports import port as port_report
 from .reports import training as training_report
+from .traced import run_traced
 from .training import (DEFAULT_BATCH, DEFAULT_DTYPE, DEFAULT_LR, DEFAULT_MOMENTUM, OPTIMIZERS, run_grad, run_train,
                        run_train_steps)
 
@@ -42,7 +49,11 @@ def _backends(text: str):
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="parity", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("model", nargs="?", help="model name (see --list)")
+    p.add_argument("model", nargs="?", help="model name (see --list), a spec file (.json, as python -m refnets export "
+                                            "writes it; weights seeded as a zoo model's), or MODULE:CALLABLE with --from")
+    p.add_argument("--from", dest="from_", metavar="FRAMEWORK", choices=catalog.frameworks_with("read"),
+                   help="MODEL is MODULE:CALLABLE returning your own model in this framework (torch, mxnet, "
+                        "keras): trace it and compare every backend with it")
     p.add_argument("--list", action="store_true", help="list the models and exit")
     p.add_argument("--backends", type=_backends, help="comma-separated, default: every installed backend")
     p.add_argument("--reference", help="backend the others are compared with (default: the first)")
@@ -103,10 +114,22 @@ def _run_port(args, progress) -> int:
         if value is not None:
             raise ParityUsageError(f"{flag} does not apply to a port check (the reference backend is --reference, "
                                    f"default the --port-backend)")
-    result = run_port(args.model, args.port, port_backend=args.port_backend, reference=args.reference,
+    model, native = args.model, None
+    if args.from_:
+        for flag, value in (("--weights", args.weights), ("--reference", args.reference)):
+            if value is not None:
+                raise ParityUsageError(f"{flag} does not apply to a port against your own model: its weights and "
+                                       f"framework are the reference")
+        if progress:
+            progress(f"tracing the reference {args.model} ({args.from_})")
+        native = load_and_trace(args.model, args.from_, args.input_shape, _or(args.dtype, INFERENCE_DTYPE))
+        model = native.traced.spec
+    result = run_port(model, args.port, native_reference=native,
+                      weights=native.traced.weights if native else args.weights,
+                      reference=args.from_ if native else args.reference, port_backend=args.port_backend,
                       batch=_or(args.batch, INFERENCE_BATCH), input_shape=args.input_shape,
                       dtype=_or(args.dtype, INFERENCE_DTYPE), seed=args.seed,
-                      rtol=args.rtol, atol=args.atol, weights=args.weights, layers=args.layers,
+                      rtol=args.rtol, atol=args.atol, layers=args.layers,
                       options=dict(args.option), progress=progress)
     print(port_report.text(result, all_layers=args.layers))
     if args.json:
@@ -126,6 +149,11 @@ def main(argv=None) -> int:
     mode = "grad" if args.grad else "train" if args.train else "train-steps" if args.train_steps is not None else None
     try:
         _check_flags(args, mode)
+        if args.from_ and not args.port:
+            return _run_traced(args, mode, progress)
+        if is_callable_ref(args.model):
+            raise ParityUsageError(f"{args.model} names your own model: say its framework with --from "
+                                   f"{'|'.join(catalog.frameworks_with('read'))}")
         if args.port:
             return _run_port(args, progress)
         if mode:
@@ -177,17 +205,42 @@ def _check_flags(args, mode) -> None:
         raise ParityUsageError("--momentum applies to --optimizer momentum only")
 
 
-def _training(args, mode, progress) -> int:
+def _run_traced(args, mode, progress) -> int:
+    """MODEL is the user's MODULE:CALLABLE: inference against the model itself, or a
+    training mode over the traced spec (with the model's weights) in every backend."""
+    for flag, value in (("--against", args.against), ("--weights", args.weights), ("--option", args.option or None),
+                        ("--save-weights", args.save_weights)):
+        if value is not None:
+            raise ParityUsageError(f"{flag} does not apply to your own model (--from): its weights are the ones "
+                                   f"compared")
+    if not mode:
+        if args.reference is not None:
+            raise ParityUsageError("--reference does not apply to --from: your own model is the reference")
+        result = run_traced(args.model, args.from_, backends=args.backends, batch=_or(args.batch, INFERENCE_BATCH),
+                            input_shape=args.input_shape, dtype=_or(args.dtype, INFERENCE_DTYPE), seed=args.seed,
+                            rtol=args.rtol, atol=args.atol, layers=args.layers, progress=progress)
+        print(report.text(result, all_nodes=args.layers))
+        if args.json:
+            report.write_json(result, args.json)
+        return result.exit_code
+    if progress:
+        progress(f"tracing {args.model} ({args.from_})")
+    user = load_and_trace(args.model, args.from_, args.input_shape, _or(args.dtype, DEFAULT_DTYPE))
+    return _training(args, mode, progress, model=user.traced.spec, weights=user.traced.weights)
+
+
+def _training(args, mode, progress, model=None, weights=None) -> int:
+    model = args.model if model is None else model
     common = dict(backends=args.backends, reference=args.reference, batch=_or(args.batch, DEFAULT_BATCH),
                   input_shape=args.input_shape, dtype=_or(args.dtype, DEFAULT_DTYPE), seed=args.seed,
-                  rtol=args.rtol, atol=args.atol, weights=args.weights, options=dict(args.option),
+                  rtol=args.rtol, atol=args.atol, weights=_or(weights, args.weights), options=dict(args.option),
                   progress=progress)
     if mode == "grad":
-        result = run_grad(args.model, train=not args.inference, **common)
+        result = run_grad(model, train=not args.inference, **common)
     elif mode == "train":
-        result = run_train(args.model, **common)
+        result = run_train(model, **common)
     else:
-        result = run_train_steps(args.model, args.train_steps, optimizer=args.optimizer, lr=args.lr,
+        result = run_train_steps(model, args.train_steps, optimizer=args.optimizer, lr=args.lr,
                                  momentum=args.momentum, floor=args.floor, **common)
     print(training_report.text(result, all_params=args.layers))
     if args.json:

@@ -185,3 +185,29 @@ def counts(model: S.ModelSpec, input_shape=None) -> Counts:
                 trainable += size
     macs = sum(node_macs(i) for i in infos.values())
     return Counts(trainable=trainable, total=total, macs=macs)
+
+
+@dataclass(frozen=True)
+class TorchsummaryCounts:
+    total: int
+    trainable: int
+    non_trainable: int
+
+
+def torchsummary_counts(model: S.ModelSpec, input_shape=None) -> TorchsummaryCounts:
+    """"Total params / Trainable params / Non-trainable params" as torchsummary's
+    `summary(model, input_size)` prints them, to hold against a tutorial's printout.
+
+    torchsummary hooks every module and, on each call, adds the sizes of that
+    module's own `weight` and `bias` tensors. So it counts parameters only (BatchNorm
+    running statistics are buffers: left out), and it counts a layer each time it is
+    called: a `Shared` node counts its target's parameters again. Trainable means
+    `weight.requires_grad`, true for every layer of a freshly built model, so
+    non-trainable is 0 here (it only grows when a user freezes layers)."""
+    infos = infer(model, input_shape)
+    total = 0
+    for info in infos.values():
+        owner = infos[info.node.target] if isinstance(info.node, S.Shared) else info
+        total += sum(math.prod(shape) for param, shape in node_param_shapes(owner).items()
+                     if param not in BN_STATISTICS)
+    return TorchsummaryCounts(total=total, trainable=total, non_trainable=0)

@@ -34,6 +34,8 @@ class ParityResult(RunHeader):
     param_counts: Dict[str, tuple] = field(default_factory=dict)
     against: Optional[str] = None  # a zoo run (`run_against`): the zoo, whose model is the reference
     zoo_model: Optional[str] = None  # the zoo's own name for it
+    native: Optional[str] = None  # a verified conversion: the user's MODULE:CALLABLE (framework), the reference
+    localised_against: Optional[str] = None  # the backend per-node captures were compared with, when not the reference
 
     @property
     def passed(self) -> bool:
@@ -95,14 +97,16 @@ def compare_all(result: ParityResult, outputs: Dict[str, np.ndarray]) -> None:
             result.results[name] = BackendResult(name, compare(outputs[name], ref, result.rtol, result.atol))
 
 
-def localise_all(result: ParityResult, spec, impls, nets, x, say: Progress) -> None:
-    """Every node's output in the reference and each other backend, compared in
-    execution order; one backend's captures at a time beside the reference's."""
+def localise_all(result: ParityResult, spec, impls, nets, x, say: Progress, reference: Optional[str] = None) -> None:
+    """Every node's output in the reference (or in backend `reference`) and each
+    other backend, compared in execution order; one backend's captures at a time
+    beside the reference's."""
+    reference = reference or result.reference
     paths = capture_paths(spec)
-    say(f"capturing {len(paths)} node outputs in {result.reference}")
-    with timed(result, "localise", result.reference):
-        _, ref_acts = impls[result.reference].forward(nets[result.reference], x, capture=paths)
-    for name in result.backends[1:]:
+    say(f"capturing {len(paths)} node outputs in {reference}")
+    with timed(result, "localise", reference):
+        _, ref_acts = impls[reference].forward(nets[reference], x, capture=paths)
+    for name in [b for b in result.backends if b in impls and b != reference]:
         say(f"capturing {len(paths)} node outputs in {name}")
         with timed(result, "localise", name):
             _, acts = impls[name].forward(nets[name], x, capture=paths)

@@ -20,6 +20,7 @@ import refnets
 from refnets import backends as B
 from refnets import spec as S
 from refnets.native import PortModelError
+from refnets.trace import UntraceableError, trace
 
 from ..engine.config import (canonical_weights, check_dtype, resolve_model, resolve_tolerance,
                              seeded_input)
@@ -28,7 +29,9 @@ from ..engine.localise import capture_paths
 from ..engine.metrics import Comparison, compare
 from ..engine.tolerances import tolerance
 from . import match as matching
-from .load import PortLoadError, load_port  # noqa: F401 (PortLoadError: part of run_port's API)
+from refnets.userload import load_model
+from .diff import StructuralDiff
+from .graph_match import graph_assignment, graph_mapping
 from .diagnose import Diagnosis, Evidence, diagnose, input_agrees
 from .match import Mapping, assignment, reference_layers, same_shape_layers, swap
 
@@ -53,10 +56,16 @@ class PortResult(RunHeader):
     reassigned: int = 0  # same-shaped layers the first mapping confused, settled by their inputs
     diagnosis: Optional[Diagnosis] = None
     timings: Dict[str, float] = field(default_factory=dict)
+    diff: Optional[StructuralDiff] = None  # the structural diff when the port could be traced
+    matched_by: str = "graph position"
+    native_reference: Optional[str] = None  # port against port: the reference's MODULE:CALLABLE (framework)
+    reference_check: Optional[Comparison] = None  # its traced spec, built in `reference`, against the model itself
 
     @property
     def passed(self) -> bool:
-        return self.mapping.complete and self.comparison is not None and self.comparison.passed
+        structure = self.diff is None or not self.diff.affects_inference
+        reference = self.reference_check is None or self.reference_check.passed
+        return structure and reference and self.mapping.complete and self.comparison is not None and self.comparison.passed
 
     @property
     def exit_code(self) -> int:
@@ -66,8 +75,10 @@ class PortResult(RunHeader):
 def run_port(model: Union[str, S.ModelSpec], port, port_backend: str = "torch", reference: Optional[str] = None,
              batch: int = 2, input_shape=None, dtype: str = "float32", seed: int = 0, rtol: Optional[float] = None,
              atol: Optional[float] = None, weights=None, layers: bool = False, options: Optional[dict] = None,
-             progress: Optional[Progress] = None) -> PortResult:
-    """Check the port (see `load_port`) against our `model`. Raises one of
+             progress: Optional[Progress] = None, native_reference=None) -> PortResult:
+    """Check the port (see `refnets.userload.load_model`) against our `model`, or
+    against another native model (`native_reference`: a `refnets.trace.user.UserModel`,
+    whose traced spec and weights are `model` and `weights`). Raises one of
     parity.USAGE_ERRORS for bad arguments, a missing framework or a port that
     cannot be loaded or run."""
     say = progress_or_quiet(progress)
@@ -88,19 +99,28 @@ def run_port(model: Union[str, S.ModelSpec], port, port_backend: str = "torch", 
     say(f"loading the port {result.port}")
     user = _timed(result, "load", lambda: _load(port, adapter, dtype))
     result.versions.update(adapter.versions())
-    say("mapping the reference weights onto the port")
+    say("tracing the port and mapping the reference weights onto it by graph position")
     user_layers = _timed(result, "map", lambda: _user_layers(adapter, user, x))
-    result.mapping = matching.match(reference_layers(spec), user_layers)
+    traced = _timed(result, "map", lambda: _trace_port(result, user, spec))
+    if traced is None:
+        result.mapping = matching.match(reference_layers(spec), user_layers)
+    else:
+        result.mapping, result.diff = graph_mapping(spec, traced, user_layers)
     result.unused = adapter.unused(user, [u.name for u in user_layers])
-    if not result.mapping.complete:
+    if not result.mapping.complete or (result.diff is not None and not result.diff.copyable):
         return result
-    adapter.set_params(user, assignment(result.mapping, canonical))
+    adapter.set_params(user, graph_assignment(result.mapping, canonical, dtype) if traced is not None
+                       else assignment(result.mapping, canonical))
     impl = B.get(reference)
     result.versions.update(impl.versions())
     say(f"building {spec.name} in {reference}")
     net = _timed(result, "build", lambda: _reference_net(impl, spec, dtype, canonical))
     say("forward in the reference and the port")
     ref_out, _ = _timed(result, "forward", lambda: impl.forward(net, x))
+    if native_reference is not None:
+        result.native_reference = f"{native_reference.reference} ({native_reference.framework})"
+        native_out, _ = B.get_reader(native_reference.framework).forward(native_reference.native, x)
+        result.reference_check = compare(ref_out, native_out, result.rtol, result.atol)
     user_out, _ = _timed(result, "forward_port", lambda: _user_forward(adapter, user, x))
     result.comparison = compare(user_out, ref_out, result.rtol, result.atol)
     if layers or not result.passed:
@@ -109,9 +129,20 @@ def run_port(model: Union[str, S.ModelSpec], port, port_backend: str = "torch", 
     return result
 
 
+def _trace_port(result: PortResult, user, spec: S.ModelSpec):
+    """The port traced at the reference's input shape, or None (said in
+    `matched_by`) where its graph holds an op the vocabulary lacks: then the
+    weights are matched by execution order, kind and shapes instead."""
+    try:
+        return trace(user, result.port_backend, spec.input_shape, dtype=result.dtype)
+    except UntraceableError as err:
+        result.matched_by = f"execution order, kind and shapes (the port could not be traced: {err})"
+        return None
+
+
 def _load(port, adapter, dtype: str):
     with adapter.loading(dtype):
-        return adapter.prepare(load_port(port, adapter), dtype)
+        return adapter.prepare(load_model(port, adapter), dtype)
 
 
 def _timed(result: PortResult, phase: str, action):
@@ -177,7 +208,7 @@ def _localise(result: PortResult, spec, impl, net, adapter, user, x, canonical, 
         pairs = [LayerPair(r.path, u.name, r.kind, compare(user_acts[u.name][1], _as_port_output(ref_acts[r.path], u),
                                                            result.rtol, result.atol)) for r, u in result.mapping.pairs]
         first = next((i for i, p in enumerate(pairs) if not p.comparison.passed), None)
-        if first is None or not _repair(result, evidence, first, adapter, user, canonical):
+        if first is None or result.diff is not None or not _repair(result, evidence, first, adapter, user, canonical):
             break
     result.comparison = compare(user_out, ref_out, result.rtol, result.atol)
     result.layers, result.first_divergent = pairs, None if first is None else pairs[first]

@@ -36,13 +36,16 @@ def _timing_rows(result: ParityResult):
 
 def localisation_lines(result: ParityResult, all_nodes: bool) -> List[str]:
     lines = []
+    against = result.localised_against or result.reference
+    if result.localised_against:
+        lines.append(f"(per node against the spec built in {against}: your own model has no captures by spec path)")
     for name in result.backends[1:]:
         loc = result.results[name].localisation
         if loc is None:
             continue
         first = loc.first_divergent
         if first is None:
-            lines.append(f"{name}: every node agrees with {result.reference}.")
+            lines.append(f"{name}: every node agrees with {against}.")
         else:
             where = "the model input" if first.source is None else f"'{first.source}'"
             if loc.direct:
@@ -70,6 +73,8 @@ def text(result: ParityResult, all_nodes: bool = False) -> str:
     if result.against:
         options = ", ".join(f"{k}={v}" for k, v in result.options.items())
         model = f"{model}{f' ({options})' if options else ''} against {result.reference} {result.zoo_model}"
+    if result.native:
+        model = f"{result.native}, traced"
     lines = [f"parity: {model}  input {result.batch}x{shape}  {result.dtype}  seed {result.seed}  "
              f"reference {result.reference}  tolerance max|out-ref| <= {result.atol:g} + {result.rtol:g}*max|ref|", ""]
     lines += table(["backend", "max abs", "max rel", "mean abs", "top-1", "verdict"], _summary_rows(result))
@@ -84,7 +89,7 @@ def text(result: ParityResult, all_nodes: bool = False) -> str:
 
 def as_dict(result: ParityResult) -> dict:
     return {
-        "model": result.model, "options": result.options, "against": result.against, "zoo_model": result.zoo_model,
+        "model": result.model, "native": result.native, "options": result.options, "against": result.against, "zoo_model": result.zoo_model,
         "backends": result.backends, "reference": result.reference,
         "dtype": result.dtype, "input_shape": list(result.input_shape), "batch": result.batch,
         "seed": result.seed, "rtol": result.rtol, "atol": result.atol, "passed": result.passed,

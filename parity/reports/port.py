@@ -6,6 +6,7 @@ import json
 from collections import Counter
 from typing import List
 
+from ..port.graph_match import summary_lines
 from ..port.run import PortResult
 from .tables import strict, table
 
@@ -17,8 +18,8 @@ def _mapping_lines(result: PortResult) -> List[str]:
     kinds = Counter(r.kind for r, _ in mapping.pairs)
     total = len(mapping.pairs) + len(mapping.unmatched_ref)
     lines = [f"mapping: {len(mapping.pairs)} of {total} reference layers matched to port layers "
-             f"({', '.join(f'{k} {n}' for k, n in sorted(kinds.items())) or 'none'}) by execution order, kind and "
-             f"shapes; {len(mapping.unmatched_user)} port layers left over"
+             f"({', '.join(f'{k} {n}' for k, n in sorted(kinds.items())) or 'none'}) by {result.matched_by}; "
+             f"{len(mapping.unmatched_user)} port layers left over"
              + (f"; {result.reassigned} swap(s) of same-shaped layers settled by their inputs" if result.reassigned else "")]
     for ref, why in mapping.unmatched_ref[:SHOWN_UNMATCHED]:
         lines.append(f"  reference '{ref.path}' not matched: {why}")
@@ -36,6 +37,9 @@ def _output_lines(result: PortResult) -> List[str]:
     c = result.comparison
     if c is None:
         return ["output: not compared: the reference weights could not be mapped onto the port"]
+    if result.diff is not None and result.diff.affects_inference and c.passed:
+        verdict = "agrees at this input, but the structure differs (see above)"
+        return [f"output: port vs {result.reference}: max rel {c.max_rel:.3e}: {verdict}"]
     verdict = "PASS" if c.passed else ("FAIL (NaN/Inf)" if not c.finite else "FAIL")
     top1 = "-" if c.top1 is None else f"{c.top1:.0%}"
     return table(["output", "max abs", "max rel", "mean abs", "top-1", "verdict"],
@@ -71,6 +75,12 @@ def text(result: PortResult, all_layers: bool = False) -> str:
              f"{f' ({options})' if options else ''} in {result.reference}",
              f"input {result.batch}x{shape}  {result.dtype}  seed {result.seed}  tolerance max|out-ref| <= "
              f"{result.atol:g} + {result.rtol:g}*max|ref|", ""]
+    if result.reference_check is not None:
+        c = result.reference_check
+        lines += [f"reference: {result.native_reference}, traced and built in {result.reference}: reproduces it to max "
+                  f"rel {c.max_rel:.3e} ({'ok' if c.passed else 'FAILS: the trace is wrong, please report it'})", ""]
+    if result.diff is not None:
+        lines += summary_lines(result.diff) + [""]
     lines += _mapping_lines(result) + [""] + _output_lines(result) + _layer_lines(result, all_layers)
     lines += ["", "seconds: " + ", ".join(f"{k} {v:.2f}" for k, v in result.timings.items())]
     lines += ["", "PORT MATCHES THE REFERENCE" if result.passed else "PORT DIFFERS FROM THE REFERENCE"]
@@ -82,7 +92,12 @@ def as_dict(result: PortResult) -> dict:
         "model": result.model, "options": result.options, "port": result.port, "port_backend": result.port_backend,
         "reference": result.reference, "dtype": result.dtype, "input_shape": list(result.input_shape),
         "batch": result.batch, "seed": result.seed, "rtol": result.rtol, "atol": result.atol,
-        "passed": result.passed, "mapping": result.mapping.as_dict(), "reassigned": result.reassigned,
+        "passed": result.passed, "matched_by": result.matched_by, "native_reference": result.native_reference,
+        "reference_check": None if result.reference_check is None else result.reference_check.as_dict(),
+        "structure": None if result.diff is None else {"identical": result.diff.identical,
+                                                       "copyable": result.diff.copyable,
+                                                       "differences": result.diff.summary()},
+        "mapping": result.mapping.as_dict(), "reassigned": result.reassigned,
         "unused": result.unused, "output": None if result.comparison is None else result.comparison.as_dict(),
         "first_divergent": None if result.first_divergent is None else {
             "port": result.first_divergent.port, "reference": result.first_divergent.reference,

@@ -1,6 +1,8 @@
 """Loading a user's native model: "MODULE:CALLABLE" (a dotted module or a .py file),
 a callable that returns it, or the model itself. Whatever the user's code raises
-is reported as a usage error naming what was being done (exit 2), never as ours."""
+is reported as `UserCodeError` naming what was being done (a usage error, exit 2),
+never as ours. Serves `parity --port`, `parity MODULE:CALLABLE --from` and
+`python -m refnets trace`. Imports no framework."""
 
 from __future__ import annotations
 
@@ -10,33 +12,38 @@ import os
 import sys
 from typing import Callable, Union
 
-from ..engine.config import ParityUsageError
+
+class UserCodeError(ValueError):
+    """MODULE:CALLABLE could not be imported or called: the message says why."""
 
 
-class PortLoadError(ParityUsageError):
-    """`--port MODULE:CALLABLE` could not be imported or called."""
+def is_callable_ref(text: str) -> bool:
+    """Whether a MODEL argument reads as MODULE:CALLABLE."""
+    module, sep, attr = text.rpartition(":")
+    return bool(sep and module and attr and attr.isidentifier())
 
 
-def load_port(port: Union[str, Callable, object], adapter):
+def load_model(port: Union[str, Callable, object], adapter, flag: str = "--port"):
     """The user's native model from "MODULE:CALLABLE" (a dotted module or a .py
-    file), from a callable that returns it, or the model itself."""
+    file), from a callable that returns it, or the model itself. `adapter.is_model`
+    tells a model from a factory."""
     if not isinstance(port, str):
         if adapter.is_model(port) or not callable(port):
             return port
         return run_user_code(port, getattr(port, "__name__", "the port callable"), "calling")
     module_name, sep, attr = port.rpartition(":")
     if not sep or not module_name or not attr:
-        raise PortLoadError(f"--port takes MODULE:CALLABLE (e.g. examples.torch_resnet50v2:build), got {port!r}")
+        raise UserCodeError(f"{flag} takes MODULE:CALLABLE (e.g. examples.torch_resnet50v2:build), got {port!r}")
     factory = getattr(_import(module_name), attr, None)
     if factory is None:
-        raise PortLoadError(f"{module_name} has no {attr!r}")
+        raise UserCodeError(f"{module_name} has no {attr!r}")
     return run_user_code(factory, port, "calling") if callable(factory) else factory
 
 
 def _import(name: str):
     if name.endswith(".py") or os.sep in name:
         if not os.path.isfile(name):
-            raise PortLoadError(f"no file {name}")
+            raise UserCodeError(f"no file {name}")
         spec = importlib.util.spec_from_file_location(os.path.splitext(os.path.basename(name))[0], name)
         module = importlib.util.module_from_spec(spec)
         run_user_code(lambda: spec.loader.exec_module(module), name, "importing")
@@ -50,4 +57,4 @@ def run_user_code(action, name: str, doing: str):
     try:
         return action()
     except Exception as err:  # the user's code: report whatever it raised
-        raise PortLoadError(f"{doing} {name} raised {type(err).__name__}: {err}") from err
+        raise UserCodeError(f"{doing} {name} raised {type(err).__name__}: {err}") from err
