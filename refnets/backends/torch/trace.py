@@ -75,7 +75,7 @@ def bind(target, node) -> Dict[str, Any]:
 def short_name(target) -> str:
     """aten::max_pool2d_with_indices -> 'max_pool2d', aten::relu_ -> 'relu', for op ids."""
     name = target._schema.name.split("::")[-1].strip("_")
-    return {"max_pool2d_with_indices": "max_pool2d", "softmax": "softmax"}.get(name, name)
+    return "max_pool2d" if name == "max_pool2d_with_indices" else name
 
 
 class _Reader:

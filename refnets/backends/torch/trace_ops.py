@@ -32,7 +32,7 @@ class Call:
     layer: str
     shape: Callable[[Any], Tuple[int, ...]]
     out_shape: Tuple[int, ...]
-    dtype: Callable[[Any], Any] = type
+    dtype: Optional[Callable[[Any], Any]] = None  # the dtype of a value
     out_dtype: Any = None
     where: str = ""  # the user's source line, for messages
 
@@ -280,7 +280,7 @@ def alias(call: Call) -> Mapped:
 def cast(call: Call) -> Mapped:
     """`x.to(dtype)`, `x.float()`: no op when the dtype does not change."""
     x = call.args["self"]
-    if call.dtype(x) != call.out_dtype:
+    if call.dtype is None or call.dtype(x) != call.out_dtype:
         raise call.fail(f"a cast from {call.dtype(x)} to {call.out_dtype} inside the model")
     return Mapped((x,), alias=True)
 
