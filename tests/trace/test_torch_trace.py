@@ -37,8 +37,6 @@ class ThreeWays(nn.Module):
 
 
 class BasicBlock(nn.Module):
-    expansion = 1
-
     def __init__(self, inplanes, planes, stride=1, downsample=None):
         super().__init__()
         self.conv1 = nn.Conv2d(inplanes, planes, kernel_size=3, stride=stride, padding=1, bias=False)
@@ -164,15 +162,6 @@ class WithGelu(nn.Module):
 
     def forward(self, x):
         return self.fc(torch.flatten(self.block(x), 1))
-
-
-class WithLeakyRelu(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.features = nn.Sequential(nn.Conv2d(3, 8, 3), nn.LeakyReLU(0.1))
-
-    def forward(self, x):
-        return self.features(x)
 
 
 class Scaled(nn.Module):
@@ -360,7 +349,7 @@ def test_less_common_settings():
 
 
 @pytest.mark.parametrize("model, op, layer", [(WithGelu(), "aten.gelu", "block"),
-                                              (WithLeakyRelu(), "aten.leaky_relu", "features.1"),
+                                              (nn.Sequential(nn.Conv2d(3, 8, 3), nn.LeakyReLU(0.1)), "aten.leaky_relu", "1"),
                                               (nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU6()), "aten.hardtanh", "1"),
                                               (Scaled(), "aten.mul", "Scaled")])
 def test_an_op_outside_the_vocabulary_is_named_with_its_layer(model, op, layer):
@@ -384,6 +373,20 @@ def test_functional_weights_reused_share_an_owner_and_other_biases_are_refused()
 def test_a_model_with_two_outputs_is_refused():
     with pytest.raises(UntraceableError, match="2 outputs"):
         traced_graph(TwoHeads(), (3, 8, 8))
+
+
+class DictOutput(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3)
+
+    def forward(self, x):
+        return {"logits": self.conv(x)}
+
+
+def test_a_model_returning_a_dict_is_refused():
+    with pytest.raises(UntraceableError, match="returns a dict"):
+        traced_graph(DictOutput(), (3, 8, 8))
 
 
 def test_the_model_keeps_its_training_mode():

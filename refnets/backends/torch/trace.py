@@ -199,6 +199,10 @@ class _Reader:
         label = type(self.model).__name__
         if len(outputs) != 1:
             raise UntraceableError(f"{label} returns {len(outputs)} outputs; the vocabulary has models of one output")
+        structure = self.exported.call_spec.out_spec
+        if structure is not None and not structure.is_leaf():
+            raise UntraceableError(f"{label} returns a {getattr(structure.type, '__name__', structure.type)} holding "
+                                   f"its output; the vocabulary has models that return one tensor")
         (value,) = outputs
         if value in self.unusable:
             raise self.unusable[value]
