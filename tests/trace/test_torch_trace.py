@@ -37,8 +37,6 @@ class ThreeWays(nn.Module):
 
 
 class BasicBlock(nn.Module):
-    expansion = 1
-
     def __init__(self, inplanes, planes, stride=1, downsample=None):
         super().__init__()
         self.conv1 = nn.Conv2d(inplanes, planes, kernel_size=3, stride=stride, padding=1, bias=False)
@@ -166,13 +164,29 @@ class WithGelu(nn.Module):
         return self.fc(torch.flatten(self.block(x), 1))
 
 
-class WithLeakyRelu(nn.Module):
+class Scaled(nn.Module):
     def __init__(self):
         super().__init__()
-        self.features = nn.Sequential(nn.Conv2d(3, 8, 3), nn.LeakyReLU(0.1))
+        self.conv = nn.Conv2d(3, 8, 3)
 
     def forward(self, x):
-        return self.features(x)
+        return self.conv(x) * 2
+
+
+class FunctionalWeights(nn.Module):
+    """Weights held as bare parameters and applied with F.conv2d; `second_bias`
+    pairs the shared kernel with another bias the second time."""
+
+    def __init__(self, second_bias=False):
+        super().__init__()
+        self.kernel = nn.Parameter(torch.randn(3, 3, 3, 3) * 0.2)
+        self.bias = nn.Parameter(torch.randn(3) * 0.1)
+        self.other_bias = nn.Parameter(torch.randn(3) * 0.1) if second_bias else None
+
+    def forward(self, x):
+        y = F.conv2d(x, self.kernel, self.bias, padding=1)
+        second = self.bias if self.other_bias is None else self.other_bias
+        return y + F.conv2d(F.relu(y), self.kernel, second, padding=1)
 
 
 class TwoHeads(nn.Module):
@@ -335,7 +349,9 @@ def test_less_common_settings():
 
 
 @pytest.mark.parametrize("model, op, layer", [(WithGelu(), "aten.gelu", "block"),
-                                              (WithLeakyRelu(), "aten.leaky_relu", "features.1")])
+                                              (nn.Sequential(nn.Conv2d(3, 8, 3), nn.LeakyReLU(0.1)), "aten.leaky_relu", "1"),
+                                              (nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU6()), "aten.hardtanh", "1"),
+                                              (Scaled(), "aten.mul", "Scaled")])
 def test_an_op_outside_the_vocabulary_is_named_with_its_layer(model, op, layer):
     with pytest.raises(UntraceableError) as caught:
         traced_graph(model, (3, 8, 8))
@@ -343,9 +359,34 @@ def test_an_op_outside_the_vocabulary_is_named_with_its_layer(model, op, layer):
     assert op in message and f"layer {layer!r}" in message
 
 
+def test_functional_weights_reused_share_an_owner_and_other_biases_are_refused():
+    model = FunctionalWeights()
+    graph = traced_graph(model, (3, 8, 8))
+    assert [(op.id, op.owner) for op in graph.ops if op.weights] == [("kernel", "kernel"), ("kernel_1", "kernel")]
+    np.testing.assert_array_equal(graph.ops[0].weights["weight"], model.kernel.detach().numpy())
+    np.testing.assert_array_equal(graph.ops[0].weights["bias"], model.bias.detach().numpy())
+    assert kinds(graph) == ["Conv2d", "Activation", "Conv2d", "add"]
+    with pytest.raises(UntraceableError, match="other_bias"):
+        traced_graph(FunctionalWeights(second_bias=True), (3, 8, 8))
+
+
 def test_a_model_with_two_outputs_is_refused():
     with pytest.raises(UntraceableError, match="2 outputs"):
         traced_graph(TwoHeads(), (3, 8, 8))
+
+
+class DictOutput(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3)
+
+    def forward(self, x):
+        return {"logits": self.conv(x)}
+
+
+def test_a_model_returning_a_dict_is_refused():
+    with pytest.raises(UntraceableError, match="returns a dict"):
+        traced_graph(DictOutput(), (3, 8, 8))
 
 
 def test_the_model_keeps_its_training_mode():

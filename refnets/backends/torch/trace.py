@@ -20,6 +20,7 @@ The aten op -> spec mapping is in `trace_ops`.
 from __future__ import annotations
 
 import operator
+import os
 import re
 from typing import Any, Dict, List, Optional, Set, Tuple
 
@@ -31,6 +32,7 @@ from ...trace.graph import INPUT, TracedGraph, TracedOp, UntraceableError, untra
 from . import trace_ops
 from .framework import DTYPES, nn
 
+TORCH_DIR = os.path.dirname(torch.__file__)
 BATCH = 2  # traced at batch 2, so a reshape that mixes the batch into the features shows
 
 
@@ -45,7 +47,8 @@ def graph(model: nn.Module, input_shape, dtype: str = "float32") -> TracedGraph:
 def export(model: nn.Module, input_shape: Tuple[int, int, int]):
     """`torch.export.export` of the model in eval mode (its mode is restored after)."""
     param = next(iter(model.parameters()), None)
-    example = torch.zeros((BATCH,) + tuple(input_shape), dtype=param.dtype if param is not None else torch.float32)
+    example = torch.zeros((BATCH,) + tuple(input_shape), dtype=param.dtype if param is not None else torch.float32,
+                          device=param.device if param is not None else None)
     was_training = model.training
     try:
         return torch.export.export(model.eval(), (example,))
@@ -72,7 +75,7 @@ def bind(target, node) -> Dict[str, Any]:
 def short_name(target) -> str:
     """aten::max_pool2d_with_indices -> 'max_pool2d', aten::relu_ -> 'relu', for op ids."""
     name = target._schema.name.split("::")[-1].strip("_")
-    return {"max_pool2d_with_indices": "max_pool2d", "softmax": "softmax"}.get(name, name)
+    return "max_pool2d" if name == "max_pool2d_with_indices" else name
 
 
 class _Reader:
@@ -148,7 +151,8 @@ class _Reader:
         if mapper is None:
             raise untraceable(op, self.layer_label(node), self.where(node))
         call = trace_ops.Call(op=op, name=name, args=bind(target, node), layer=self.layer_label(node),
-                              shape=self.shape, out_shape=self.shape(node), where=self.where(node))
+                              shape=self.shape, out_shape=self.shape(node), dtype=lambda v: self.fake(v).dtype,
+                              out_dtype=self.fake(node).dtype, where=self.where(node))
         mapped = mapper(call)
         for value in mapped.inputs:
             if value not in self.values:
@@ -195,6 +199,10 @@ class _Reader:
         label = type(self.model).__name__
         if len(outputs) != 1:
             raise UntraceableError(f"{label} returns {len(outputs)} outputs; the vocabulary has models of one output")
+        structure = self.exported.call_spec.out_spec
+        if structure is not None and not structure.is_leaf():
+            raise UntraceableError(f"{label} returns a {getattr(structure.type, '__name__', structure.type)} holding "
+                                   f"its output; the vocabulary has models that return one tensor")
         (value,) = outputs
         if value in self.unusable:
             raise self.unusable[value]
@@ -206,13 +214,17 @@ class _Reader:
 
     # ---------------------------------------------------------- params and names
 
-    def shape(self, value) -> Tuple[int, ...]:
+    def fake(self, value) -> torch.Tensor:
+        """The export's fake tensor of a value (element 0 of a tuple-valued op)."""
         fake = value.meta.get("val") if hasattr(value, "meta") else None
         if isinstance(fake, (tuple, list)):
             fake = fake[0]
         if not isinstance(fake, torch.Tensor):
-            raise UntraceableError(f"the export recorded no tensor shape for {value}")
-        return tuple(int(d) for d in fake.shape)
+            raise UntraceableError(f"the export recorded no tensor for {value}")
+        return fake
+
+    def shape(self, value) -> Tuple[int, ...]:
+        return tuple(int(d) for d in self.fake(value).shape)
 
     def param(self, placeholder, call: trace_ops.Call) -> Tuple[str, np.ndarray]:
         """(state-dict name, canonical array) of a weight argument: a lifted parameter,
@@ -247,11 +259,12 @@ class _Reader:
         return self.module_path(node) or type(self.model).__name__
 
     def where(self, node) -> str:
-        """The user's source line that made the op ("at net.py:12: x = F.gelu(x)")."""
+        """The user's source line that made the op ("at net.py:12: x = F.gelu(x)"):
+        the innermost frame outside torch itself."""
         trace = (node.meta.get("stack_trace") or "").strip().splitlines()
         for index in range(len(trace) - 1, -1, -1):
             found = re.match(r'\s*File "([^"]+)", line (\d+)', trace[index])
-            if found:
+            if found and not found.group(1).startswith(TORCH_DIR):
                 code = trace[index + 1].strip() if index + 1 < len(trace) else ""
                 return f"at {found.group(1).rsplit('/', 1)[-1]}:{found.group(2)}: {code}"
         return ""

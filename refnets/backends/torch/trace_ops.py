@@ -23,7 +23,7 @@ from ...trace.graph import UntraceableError, untraceable
 class Call:
     """One call of an aten op: `op` its full name (for messages), `name` its name
     without namespace and overload ("conv2d"), `args` its arguments by schema name
-    (defaults filled in), `layer` the module that holds it, `shape` the shape of a
+    (defaults filled in), `layer` the module that holds it, `shape` and `dtype` of a
     value (an fx node) and `out_shape` the shape of its result."""
 
     op: str
@@ -32,6 +32,8 @@ class Call:
     layer: str
     shape: Callable[[Any], Tuple[int, ...]]
     out_shape: Tuple[int, ...]
+    dtype: Optional[Callable[[Any], Any]] = None  # the dtype of a value
+    out_dtype: Any = None
     where: str = ""  # the user's source line, for messages
 
     def fail(self, detail: str = "") -> UntraceableError:
@@ -275,6 +277,14 @@ def alias(call: Call) -> Mapped:
     return Mapped((first,), alias=True)
 
 
+def cast(call: Call) -> Mapped:
+    """`x.to(dtype)`, `x.float()`: no op when the dtype does not change."""
+    x = call.args["self"]
+    if call.dtype is None or call.dtype(x) != call.out_dtype:
+        raise call.fail(f"a cast from {call.dtype(x)} to {call.out_dtype} inside the model")
+    return Mapped((x,), alias=True)
+
+
 MAPPERS: Dict[str, Callable[[Call], Mapped]] = {
     "conv2d": conv2d, "convolution": convolution, "_convolution": convolution,
     "batch_norm": batch_norm, "_native_batch_norm_legit_no_training": batch_norm,
@@ -287,6 +297,7 @@ MAPPERS: Dict[str, Callable[[Call], Mapped]] = {
     "adaptive_avg_pool2d": adaptive_avg_pool2d, "_adaptive_avg_pool2d": adaptive_avg_pool2d, "mean": mean,
     "view": reshape, "reshape": reshape, "_unsafe_view": reshape, "flatten": reshape, "squeeze": reshape,
     "view_copy": reshape,
+    "to": cast, "_to_copy": cast, "type_as": cast,
     "cat": cat, "add": add, "add_": add, "dropout": dropout, "constant_pad_nd": pad, "pad": pad,
     **{name: alias for name in ("clone", "contiguous", "detach", "alias", "lift_fresh_copy", "feature_dropout",
                                 "alpha_dropout", "feature_alpha_dropout")},
