@@ -46,7 +46,8 @@ def prepare(model, dtype: str):
     return model
 
 
-def _blocks(model) -> Dict[str, nn.Block]:
+def block_paths(model) -> Dict[str, nn.Block]:
+    """Every block of the model by its path of child names ("" for the model itself)."""
     found = {}
 
     def visit(block, prefix):
@@ -58,7 +59,7 @@ def _blocks(model) -> Dict[str, nn.Block]:
     return found
 
 
-def _own(block) -> Dict[str, mx.gluon.Parameter]:
+def own_params(block) -> Dict[str, mx.gluon.Parameter]:
     """The block's own parameters by attribute name (weight, gamma, ...)."""
     return dict(block._reg_params)
 
@@ -78,9 +79,20 @@ def _activation(block) -> str:
     return "linear" if act is None else act._act_type
 
 
+def batchnorm_affine(scale: bool, center: bool, beta: np.ndarray):
+    """True (scale and shift), False (neither: fix_gamma and a zero beta that is not
+    trained) or, for anything in between, a description of it."""
+    if scale and center:
+        return True
+    if not (scale or center) and not np.any(beta):
+        return False
+    return f"scale={scale}, center={center}" + ("" if center else ", with a non-zero beta")
+
+
 def _batchnorm(name: str, block) -> NativeLayer:
     scale = not block._kwargs["fix_gamma"]
     center = bool(block.beta._differentiable)
+    affine = batchnorm_affine(scale, center, block.beta.data().asnumpy())
     slots = {}
     if scale:
         slots["weight"] = param_slot(block.gamma)
@@ -88,12 +100,6 @@ def _batchnorm(name: str, block) -> NativeLayer:
         slots["bias"] = param_slot(block.beta)
     slots["running_mean"] = param_slot(block.running_mean)
     slots["running_var"] = param_slot(block.running_var)
-    if scale and center:
-        affine = True
-    elif not (scale or center) and not np.any(block.beta.data().asnumpy()):
-        affine = False
-    else:
-        affine = f"scale={scale}, center={center}" + ("" if center else ", with a non-zero beta")
     config = {"eps": float(block._kwargs["eps"]), "affine": affine, "axis": block._kwargs.get("axis", 1)}
     return NativeLayer(name, "batchnorm", type(block).__name__, slots, config, handle=block)
 
@@ -112,7 +118,7 @@ def describe(name: str, block) -> NativeLayer:
         kind = "dense"
     else:
         return NativeLayer(name, "other", type_name, handle=block,
-                           other_params={n: tuple(p.shape) for n, p in _own(block).items()})
+                           other_params={n: tuple(p.shape) for n, p in own_params(block).items()})
     if _activation(block) != "linear":
         config["activation"] = _activation(block)
     slots = {role: param_slot(p) for role, p in (("weight", block.weight), ("bias", getattr(block, "bias", None)))
@@ -120,7 +126,8 @@ def describe(name: str, block) -> NativeLayer:
     return NativeLayer(name, kind, type_name, slots, config, handle=block)
 
 
-def _array(model, x: np.ndarray):
+def input_array(model, x: np.ndarray):
+    """`x` as an NDArray of the dtype of the model's parameters."""
     first = next(iter(model.collect_params().values()), None)
     dtype = first.dtype if first is not None else "float32"
     return mx.nd.array(x, dtype=dtype)
@@ -130,7 +137,7 @@ def layers(model, x: Optional[np.ndarray] = None) -> List[NativeLayer]:
     """Every block that owns parameters: in registration order (the child paths),
     or (given an input) in the order the forward pass calls them, refusing a
     block called twice."""
-    blocks = {n: b for n, b in _blocks(model).items() if _own(b)}
+    blocks = {n: b for n, b in block_paths(model).items() if own_params(b)}
     if x is None:
         return [describe(name, block) for name, block in blocks.items()]
     order: List[str] = []  # described after the call: deferred shapes are known by then
@@ -145,7 +152,7 @@ def layers(model, x: Optional[np.ndarray] = None) -> List[NativeLayer]:
         handles = [b.register_forward_pre_hook(hook_for(n)) for n, b in blocks.items()]
         try:
             with mx.autograd.predict_mode():
-                model(_array(model, x)).wait_to_read()
+                model(input_array(model, x)).wait_to_read()
         finally:
             for handle in handles:
                 handle.detach()
@@ -169,11 +176,11 @@ def _imperative(model):
 
 
 def unused(model, called: Sequence[str]) -> List[str]:
-    return [n for n, b in _blocks(model).items() if _own(b) and n not in set(called)]
+    return [n for n, b in block_paths(model).items() if own_params(b) and n not in set(called)]
 
 
 def set_params(model, assignment: Dict[str, Dict[str, np.ndarray]]) -> None:
-    blocks = _blocks(model)
+    blocks = block_paths(model)
     native.assign({name: describe(name, blocks[name]) for name in assignment}, assignment)
 
 
@@ -184,7 +191,7 @@ def _numpy(value) -> np.ndarray:
 
 
 def forward(model, x: np.ndarray, capture: Sequence[str] = ()):
-    blocks = _blocks(model)
+    blocks = block_paths(model)
     store: Dict[str, Tuple[np.ndarray, np.ndarray]] = {}
 
     def hook_for(name):
@@ -199,7 +206,7 @@ def forward(model, x: np.ndarray, capture: Sequence[str] = ()):
         handles = [blocks[n].register_forward_hook(hook_for(n)) for n in capture]
         try:
             with mx.autograd.predict_mode():
-                out = _numpy(model(_array(model, x)))
+                out = _numpy(model(input_array(model, x)))
         finally:
             for handle in handles:
                 handle.detach()
