@@ -157,3 +157,17 @@ class Gate(layers.Layer):
 
     def call(self, x):
         return keras.ops.sigmoid(self.conv(keras.activations.relu(x)))
+
+
+def two_tower_model():
+    """Two flattened towers, one batch-normalised, concatenated before the classifier."""
+    inputs = keras.Input(shape=(6, 5, 3))
+    a = layers.Conv2D(4, 3, name="tower_a")(inputs)
+    a = layers.Flatten(name="flatten_a")(a)
+    a = layers.BatchNormalization(name="bn_a")(a)
+    b = layers.MaxPooling2D(2, name="tower_b")(inputs)
+    b = layers.Flatten(name="flatten_b")(b)
+    x = layers.Concatenate(name="features")([a, b])
+    x = layers.Activation("tanh")(x)
+    outputs = layers.Dense(7, name="classifier")(x)
+    return keras.Model(inputs, outputs)

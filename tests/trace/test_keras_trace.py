@@ -17,7 +17,8 @@ from refnets.trace import UntraceableError, trace  # noqa: E402
 
 from conftest import TOLERANCE, relative_error, seeded_input  # noqa: E402
 from keras_tutorial_models import (ConvBlock, Gate, any_size_model, bottleneck_model, nested_cnn,  # noqa: E402
-                                   residual_blocks_model, shared_conv_model, subclassed_model, tutorial_cnn)
+                                   residual_blocks_model, shared_conv_model, subclassed_model, tutorial_cnn,
+                                   two_tower_model)
 
 keras_trace = pytest.importorskip("refnets.backends.keras.trace")
 
@@ -127,6 +128,17 @@ def test_the_flatten_permutation_reproduces_the_native_dense():
     ours = np.maximum(canonical @ dense.weights["weight"].T + dense.weights["bias"], 0)
     assert flatten.name in ops_by_id(graph)
     assert relative_error(ours, native) <= TOLERANCE["float32"]
+
+
+def test_features_flattened_channels_last_keep_their_order_through_batchnorm_and_concat():
+    model = randomize(two_tower_model())
+    ops = ops_by_id(keras_trace.graph(model, (3, 6, 5)))
+    bn = model.get_layer("bn_a").gamma.numpy()  # over the (4, 3, 4) map flattened as H, W, C
+    assert np.array_equal(ops["bn_a"].weights["weight"], bn.reshape(4, 3, 4).transpose(2, 0, 1).reshape(-1))
+    kernel = model.get_layer("classifier").kernel.numpy()  # rows: 48 of tower a, then 18 of tower b (3, 2, 3)
+    expected = np.concatenate([kernel[:48].reshape(4, 3, 4, 7).transpose(3, 2, 0, 1).reshape(7, 48),
+                               kernel[48:].reshape(3, 2, 3, 7).transpose(3, 2, 0, 1).reshape(7, 18)], axis=1)
+    assert np.array_equal(ops["classifier"].weights["weight"], expected)
 
 
 def test_one_conv_called_on_two_branches_shares_its_owner():
@@ -271,7 +283,7 @@ def core_knows_new_vocabulary():
 MODELS = {"bottleneck": (bottleneck_model, (3, 32, 32)), "subclassed_blocks": (residual_blocks_model, (3, 16, 16)),
           "sequential_cnn": (tutorial_cnn, (1, 28, 28)), "shared_conv": (shared_conv_model, (3, 12, 12)),
           "nested_cnn": (nested_cnn, (3, 20, 20)), "subclassed_model": (subclassed_model, (3, 16, 16)),
-          "any_size": (any_size_model, (3, 13, 11))}
+          "any_size": (any_size_model, (3, 13, 11)), "two_tower": (two_tower_model, (3, 6, 5))}
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
