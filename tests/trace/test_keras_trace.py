@@ -16,6 +16,9 @@ from refnets import backends  # noqa: E402
 from refnets.trace import UntraceableError, trace  # noqa: E402
 
 from conftest import TOLERANCE, relative_error, seeded_input  # noqa: E402
+from keras_tutorial_models import (ConvBlock, Gate, any_size_model, bottleneck_model, nested_cnn,  # noqa: E402
+                                   residual_blocks_model, shared_conv_model, subclassed_model, tutorial_cnn,
+                                   two_tower_model)
 
 keras_trace = pytest.importorskip("refnets.backends.keras.trace")
 
@@ -24,10 +27,13 @@ END_TO_END = backends.installed() + ["numpy"]
 
 def randomize(model, seed=0):
     """Random values in every variable (BatchNorm variances positive), so that no
-    check passes by the initialisers' zeros and ones."""
+    check passes by the initialisers' zeros and ones; kernels scaled by their fan-in
+    so that a final softmax is not saturated."""
     rng = np.random.default_rng(seed)
     for variable in model.weights:
-        value = rng.standard_normal(tuple(variable.shape)) * 0.3
+        shape = tuple(variable.shape)
+        scale = 1 / np.sqrt(np.prod(shape[:-1])) if len(shape) > 1 else 0.3
+        value = rng.standard_normal(shape) * scale
         if "variance" in variable.path:
             value = np.abs(value) + 0.5
         variable.assign(value.astype(variable.dtype))
@@ -44,115 +50,6 @@ def kinds(graph):
 
 def kernel_oihw(layer):
     return np.transpose(layer.kernel.numpy(), (3, 2, 0, 1))
-
-
-# ------------------------------------------ models in the style of Keras tutorials (no refnets)
-
-
-def bottleneck_model():
-    """A ResNet-style stem and one bottleneck block with a projection shortcut."""
-    inputs = keras.Input(shape=(32, 32, 3))
-    x = layers.Conv2D(64, 7, strides=2, padding="same", name="stem_conv")(inputs)
-    x = layers.BatchNormalization(name="stem_bn")(x)
-    x = layers.Activation("relu", name="stem_relu")(x)
-
-    shortcut = layers.Conv2D(32, 1, name="shortcut_conv")(x)
-    shortcut = layers.BatchNormalization(name="shortcut_bn")(shortcut)
-
-    y = layers.Conv2D(16, 1, name="conv1")(x)
-    y = layers.BatchNormalization(name="bn1")(y)
-    y = layers.Activation("relu", name="relu1")(y)
-    y = layers.Conv2D(16, 3, padding="same", name="conv2")(y)
-    y = layers.BatchNormalization(name="bn2")(y)
-    y = layers.Activation("relu", name="relu2")(y)
-    y = layers.Conv2D(32, 1, name="conv3")(y)
-    y = layers.BatchNormalization(name="bn3")(y)
-
-    x = layers.add([y, shortcut], name="add")
-    outputs = layers.Activation("relu", name="out")(x)
-    return keras.Model(inputs, outputs, name="bottleneck")
-
-
-class ConvBlock(layers.Layer):
-    """Conv2D -> BatchNormalization -> ReLU."""
-
-    def __init__(self, filters, kernel_size=3, activation=True, **kwargs):
-        super().__init__(**kwargs)
-        self.conv = layers.Conv2D(filters, kernel_size, padding="same", use_bias=False)
-        self.bn = layers.BatchNormalization()
-        self.relu = layers.ReLU() if activation else None
-
-    def call(self, x, training=None):
-        x = self.bn(self.conv(x), training=training)
-        return self.relu(x) if self.relu is not None else x
-
-
-class ResidualBlock(layers.Layer):
-    def __init__(self, filters, **kwargs):
-        super().__init__(**kwargs)
-        self.conv_a = ConvBlock(filters)
-        self.conv_b = ConvBlock(filters, activation=False)
-
-    def call(self, x, training=None):
-        shortcut = x
-        x = self.conv_a(x, training=training)
-        x = self.conv_b(x, training=training)
-        return keras.ops.relu(x + shortcut)
-
-
-def residual_blocks_model():
-    inputs = keras.Input(shape=(16, 16, 3))
-    x = ConvBlock(8, name="stem")(inputs)
-    x = ResidualBlock(8, name="block")(x)
-    x = layers.GlobalAveragePooling2D()(x)
-    outputs = layers.Dense(10)(x)
-    return keras.Model(inputs, outputs)
-
-
-def tutorial_cnn():
-    """The Keras MNIST convnet example, sized down."""
-    return keras.Sequential([
-        keras.Input(shape=(28, 28, 1)),
-        layers.Conv2D(16, kernel_size=(3, 3), activation="relu"),
-        layers.MaxPooling2D(pool_size=(2, 2)),
-        layers.Conv2D(32, kernel_size=(3, 3), activation="relu"),
-        layers.MaxPooling2D(pool_size=(2, 2)),
-        layers.Flatten(),
-        layers.Dense(64, activation="relu"),
-        layers.Dense(10, activation="softmax"),
-    ])
-
-
-def shared_conv_model():
-    """One Conv2D applied to two branches (shared weights), then concatenated."""
-    inputs = keras.Input(shape=(12, 12, 3))
-    shared = layers.Conv2D(6, 3, padding="same", name="shared_conv")
-    pooled = layers.AveragePooling2D(pool_size=3, strides=1, padding="same", name="pool")(inputs)
-    a = shared(pooled)
-    b = shared(inputs)
-    x = layers.Concatenate(name="concat")([a, b])
-    x = layers.Conv2D(4, 1, activation="relu", name="mix")(x)
-    return keras.Model(inputs, x)
-
-
-def nested_cnn():
-    """A feature extractor model used as a layer of a classifier; valid padding only."""
-    inputs = keras.Input(shape=(20, 20, 3))
-    x = layers.Conv2D(8, 3, name="conv")(inputs)
-    x = layers.BatchNormalization(name="bn")(x)
-    x = layers.ReLU(name="relu")(x)
-    x = layers.DepthwiseConv2D(3, depth_multiplier=2, name="depthwise")(x)
-    x = layers.ZeroPadding2D(((1, 0), (0, 1)), name="pad")(x)
-    x = layers.AveragePooling2D(2, name="avg")(x)
-    features = keras.Model(inputs, x, name="features")
-
-    image = keras.Input(shape=(20, 20, 3))
-    y = features(image)
-    y = layers.Flatten(name="flatten")(y)
-    y = layers.Dropout(0.5, name="dropout")(y)
-    y = layers.Dense(32, activation="tanh", name="hidden")(y)
-    outputs = layers.Dense(5, name="logits")(y)
-    return keras.Model(image, outputs, name="classifier")
 
 
 # ---------------------------------------------------------------- graph level
@@ -223,7 +120,7 @@ def test_the_flatten_permutation_reproduces_the_native_dense():
     model = randomize(tutorial_cnn())
     graph = keras_trace.graph(model, (1, 28, 28))
     flatten, hidden = model.layers[4], model.layers[5]
-    probe = keras.Model(model.input, [model.layers[3].output, hidden.output])
+    probe = keras.Model(model.inputs[0], [model.layers[3].output, hidden.output])
     x = seeded_input((28, 28, 1))
     feature_map, native = (t.numpy() for t in probe(x))
     canonical = feature_map.transpose(0, 3, 1, 2).reshape(len(x), -1)
@@ -231,6 +128,17 @@ def test_the_flatten_permutation_reproduces_the_native_dense():
     ours = np.maximum(canonical @ dense.weights["weight"].T + dense.weights["bias"], 0)
     assert flatten.name in ops_by_id(graph)
     assert relative_error(ours, native) <= TOLERANCE["float32"]
+
+
+def test_features_flattened_channels_last_keep_their_order_through_batchnorm_and_concat():
+    model = randomize(two_tower_model())
+    ops = ops_by_id(keras_trace.graph(model, (3, 6, 5)))
+    bn = model.get_layer("bn_a").gamma.numpy()  # over the (4, 3, 4) map flattened as H, W, C
+    assert np.array_equal(ops["bn_a"].weights["weight"], bn.reshape(4, 3, 4).transpose(2, 0, 1).reshape(-1))
+    kernel = model.get_layer("classifier").kernel.numpy()  # rows: 48 of tower a, then 18 of tower b (3, 2, 3)
+    expected = np.concatenate([kernel[:48].reshape(4, 3, 4, 7).transpose(3, 2, 0, 1).reshape(7, 48),
+                               kernel[48:].reshape(3, 2, 3, 7).transpose(3, 2, 0, 1).reshape(7, 18)], axis=1)
+    assert np.array_equal(ops["classifier"].weights["weight"], expected)
 
 
 def test_one_conv_called_on_two_branches_shares_its_owner():
@@ -260,6 +168,41 @@ def test_nested_functional_model_ids_and_depthwise_weights():
     weight = ops["features/depthwise"].weights["weight"]
     assert weight.shape == (16, 1, 3, 3)
     assert np.array_equal(weight[2 * 5 + 1, 0], kernel[:, :, 5, 1])
+
+
+def test_a_subclassed_model_and_its_list_of_blocks():
+    model = randomize(subclassed_model())
+    assert len(model.weights) == 2 + 2 * 5 + 2
+    graph = keras_trace.graph(model, (3, 16, 16))
+    ops = ops_by_id(graph)
+    assert [op.id for op in graph.ops[:3]] == ["stem", "stem.activation", "blocks_0/conv"]
+    assert "blocks_1/bn" in ops and ops["squeeze"].node.keepdims is True
+    assert np.array_equal(ops["blocks_1/bn"].weights["weight"], model.blocks[1].bn.gamma.numpy())
+    assert graph.output == "flatten"
+
+
+def test_a_model_for_any_size_is_traced_at_the_given_size():
+    graph = keras_trace.graph(any_size_model(), (3, 13, 11))
+    assert kinds(graph) == ["Conv2d", "Activation", "MaxPool", "GlobalAvgPool", "Dense"]
+    assert graph.ops[2].node.padding == "same" and graph.input_shape == (3, 13, 11)
+
+
+def test_a_sequential_without_an_input_is_built_at_the_traced_size():
+    model = keras.Sequential([layers.Conv2D(8, 3, activation="relu"), layers.Flatten(), layers.Dense(3)])
+    graph = keras_trace.graph(model, (2, 6, 5))
+    assert model.built and ops_by_id(graph)[model.layers[2].name].weights["weight"].shape == (3, 8 * 4 * 3)
+
+
+def test_a_block_object_called_twice_shares_its_layers_and_activation_functions_trace():
+    inputs = keras.Input(shape=(6, 6, 8))
+    block = ConvBlock(8, name="twice")
+    x = Gate(name="gate")(block(block(inputs)))
+    graph = keras_trace.graph(keras.Model(inputs, x), (8, 6, 6))
+    ids = [op.id for op in graph.ops]  # keras.ops operations are named by Keras's counters: re_lu, re_lu_1 ...
+    assert ids[:6] == ["twice/conv", "twice/bn", "twice/relu", "twice_1/conv", "twice_1/bn", "twice_1/relu"]
+    assert ids[6].startswith("gate/re_lu") and ids[7] == "gate/conv" and ids[8].startswith("gate/sigmoid")
+    assert [op.owner for op in graph.ops if op.weights] == ["twice/conv", "twice/bn"] * 2 + ["gate/conv"]
+    assert [op.node.kind for op in graph.ops if op.id.startswith("gate/") and not op.weights] == ["relu", "sigmoid"]
 
 
 def test_an_untraceable_layer_is_named():
@@ -339,7 +282,8 @@ def core_knows_new_vocabulary():
 
 MODELS = {"bottleneck": (bottleneck_model, (3, 32, 32)), "subclassed_blocks": (residual_blocks_model, (3, 16, 16)),
           "sequential_cnn": (tutorial_cnn, (1, 28, 28)), "shared_conv": (shared_conv_model, (3, 12, 12)),
-          "nested_cnn": (nested_cnn, (3, 20, 20))}
+          "nested_cnn": (nested_cnn, (3, 20, 20)), "subclassed_model": (subclassed_model, (3, 16, 16)),
+          "any_size": (any_size_model, (3, 13, 11)), "two_tower": (two_tower_model, (3, 6, 5))}
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])

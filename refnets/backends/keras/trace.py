@@ -38,9 +38,11 @@ def graph(model, input_shape, dtype: str = "float32") -> TracedGraph:
     c, h, w = (int(v) for v in input_shape)
     if not isinstance(model, keras.layers.Layer):
         raise TypeError(f"the keras tracer reads a keras.Model or keras.layers.Layer, got {type(model).__name__}")
+    if not is_container(model):
+        raise untraceable(type(model).__name__, model.name, "a single Keras layer is not a model")
     tracer = _Tracer(dtype)
     source = Value(INPUT, keras.KerasTensor((None, h, w, c), dtype=_input_dtype(model)))
-    outputs = tracer.call(model, [source], prefix="", name=model.name, top=True)
+    outputs = tracer.call(model, [source], prefix="")
     if len(outputs) != 1:
         raise UntraceableError(f"the model has {len(outputs)} outputs; a traced model has one")
     if outputs[0].ref == INPUT:
@@ -68,19 +70,15 @@ class _Tracer:
 
     # ------------------------------------------------------------------ graph walking
 
-    def call(self, layer, inputs: List[Value], prefix: str, name: str, top: bool = False) -> List[Value]:
-        """The values `layer` computes from `inputs`, recording its ops. `prefix`: the
-        id prefix of the layers inside it ("" at the top)."""
+    def call(self, layer, inputs: List[Value], prefix: str, node=None) -> List[Value]:
+        """The values a container (functional or Sequential model, subclassed block)
+        computes from `inputs`, recording the ops inside it under ids `prefix`...;
+        `node`: the graph node of this call (None at the top)."""
         if isinstance(layer, keras.Sequential):
             return self.walk(self.sequential_graph(layer, inputs), inputs, prefix, {})
         if _is_functional(layer):
             return self.walk(layer, inputs, prefix, {})
-        converter = layer_converter(layer) if isinstance(layer, keras.layers.Layer) else None
-        if converter is not None or not _is_block(layer):
-            if top:
-                raise untraceable(type(layer).__name__, name, "a single layer is not a model")
-            return [self.leaf(layer, inputs, prefix, name)]
-        return self.block(layer, inputs, prefix)
+        return self.block(layer, inputs, prefix, node)
 
     def walk(self, functional, inputs: List[Value], prefix: str, names: Dict[int, str]) -> List[Value]:
         """Run through a functional graph; `names` gives readable names (a block's
@@ -105,10 +103,8 @@ class _Tracer:
 
     def node(self, node, reads: List[Value], prefix: str, name: str) -> List[Value]:
         operation = node.operation
-        if isinstance(operation, keras.layers.Layer) and (
-                _is_functional(operation) or isinstance(operation, keras.Sequential)
-                or (layer_converter(operation) is None and _is_block(operation))):
-            return self.call(operation, reads, self.unique(prefix + name) + "/", prefix + name)
+        if is_container(operation):
+            return self.call(operation, reads, self.unique(prefix + name) + "/", node)
         specs = {id(x): v.spec for x, v in zip(node.input_tensors, reads)}
         args, kwargs = node.arguments.fill_in(specs)
         try:
@@ -129,13 +125,19 @@ class _Tracer:
 
     # ------------------------------------------------------------------ blocks
 
-    def block(self, layer, inputs: List[Value], prefix: str) -> List[Value]:
-        """A subclassed layer: its `call` on symbolic inputs, recorded as a functional graph."""
+    def block(self, layer, inputs: List[Value], prefix: str, node) -> List[Value]:
+        """A subclassed layer: its `call` on symbolic inputs (in the structure of the
+        graph's call, inference mode), recorded as a functional graph."""
         symbolic = [keras.Input(batch_shape=tuple(v.spec.shape), dtype=v.spec.dtype) for v in inputs]
-        kwargs = {"training": False} if "training" in inspect.signature(layer.call).parameters else {}
+        if node is None:
+            args, kwargs = tuple(symbolic), {}
+        else:
+            args, kwargs = node.arguments.fill_in({id(x): s for x, s in zip(node.input_tensors, symbolic)})
+        if "training" in inspect.signature(layer.call).parameters:
+            kwargs = {**kwargs, "training": False}
         with _restoring_nodes(layer):
             try:
-                out = layer.call(*symbolic, **kwargs)
+                out = layer.call(*args, **kwargs)
                 recorded = keras.Model(symbolic if len(symbolic) > 1 else symbolic[0], out)
             except UntraceableError:
                 raise
@@ -187,9 +189,15 @@ class _Tracer:
         return candidate
 
 
-def _is_block(layer) -> bool:
-    """A layer whose `call` is the user's (subclassed), not one of Keras's own layers."""
-    return isinstance(layer, keras.layers.Layer) and not type(layer).__module__.startswith("keras.")
+def is_container(layer) -> bool:
+    """A functional or Sequential model, or a block whose `call` is the user's (a
+    subclassed layer or model, not one of Keras's own layers or a subclass of a
+    mapped one that keeps its call): traced through, not mapped to one leaf."""
+    if not isinstance(layer, keras.layers.Layer):
+        return False
+    if isinstance(layer, keras.Sequential) or _is_functional(layer):
+        return True
+    return layer_converter(layer) is None and not type(layer).__module__.startswith("keras.")
 
 
 def _attribute_names(layer) -> Dict[int, str]:

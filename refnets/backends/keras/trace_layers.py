@@ -274,6 +274,11 @@ def convert_operation(op, values: Sequence[Value], name: str) -> Step:
         return merge_add(values, "add", name)
     if kind in ("Relu", "Sigmoid", "Tanh"):
         return Step([Piece(S.Activation(kind=kind.lower()))])
+    if kind == "ReLU":  # keras.activations.relu on a symbolic tensor
+        if op.max_value is not None or float(op.negative_slope) != 0 or float(op.threshold) != 0:
+            raise untraceable("keras.activations.relu", name, f"max_value={op.max_value}, negative_slope="
+                                                             f"{op.negative_slope}, threshold={op.threshold}")
+        return Step([Piece(S.Activation(kind="relu"))])
     if kind == "Softmax":
         if not _channel_axis(getattr(op, "axis", -1), values):
             raise untraceable("softmax", name, f"axis {op.axis} is not the channel axis")
