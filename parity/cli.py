@@ -1,4 +1,5 @@
 """python -m parity MODEL [--backends torch,mxnet,keras] ... : do the frameworks agree?
+(MODEL: a zoo model's name or a spec file, model.json, see python -m refnets export)
 python -m parity MODEL --against ZOO [--backends ...] ...     : does our model compute
 what the framework's own zoo model computes? (ZOO: keras, gluon, torchvision;
 MODEL: our name or the zoo's; `--list --against ZOO` lists what a zoo reproduces)
@@ -48,7 +49,8 @@ def _backends(text: str):
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="parity", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("model", nargs="?", help="model name (see --list), or MODULE:CALLABLE with --from")
+    p.add_argument("model", nargs="?", help="model name (see --list), a spec file (.json, as python -m refnets export "
+                                            "writes it; weights seeded as a zoo model's), or MODULE:CALLABLE with --from")
     p.add_argument("--from", dest="from_", metavar="FRAMEWORK", choices=catalog.frameworks_with("read"),
                    help="MODEL is MODULE:CALLABLE returning your own model in this framework (torch, mxnet, "
                         "keras): trace it and compare every backend with it")

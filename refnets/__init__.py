@@ -13,10 +13,11 @@ __version__ = "0.1.0"
 
 def build(name: str, backend: str = "torch", dtype: str = "float32", input_shape=None, **options):
     """The native model (torch `nn.Module`, Gluon `HybridBlock`, `keras.Model`) of
-    model `name` with `options`, built for `input_shape` (default: the model's)."""
-    from . import backends
+    model `name` (a zoo name or a spec file, see `models.resolve`) with `options`,
+    built for `input_shape` (default: the model's)."""
+    from . import backends, models
 
-    model_spec = get_spec(name, input_shape=input_shape, **options)
+    model_spec = models.resolve(name, input_shape=input_shape, options=options)
     return backends.get(backend).build(model_spec, dtype=dtype)
 
 

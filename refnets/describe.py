@@ -32,4 +32,13 @@ def summary(model: S.ModelSpec, input_shape=None, containers: bool = False) -> s
     out += [line(r) for r in rows]
     out.append(f"trainable params: {total.trainable:,}   total params (incl. BatchNorm statistics): "
                f"{total.total:,}   MACs: {total.macs:,}")
+    out += torchsummary_lines(model, input_shape)
     return "\n".join(out)
+
+
+def torchsummary_lines(model: S.ModelSpec, input_shape=None) -> List[str]:
+    """The three count lines torchsummary prints (see `shapes.torchsummary_counts`)."""
+    ts = shapes.torchsummary_counts(model, input_shape)
+    return ["as torchsummary counts (parameters only, once per call of a layer):",
+            f"Total params: {ts.total:,}", f"Trainable params: {ts.trainable:,}",
+            f"Non-trainable params: {ts.non_trainable:,}"]

@@ -12,6 +12,7 @@ This module imports no framework.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Callable, Dict, Tuple
@@ -69,10 +70,38 @@ def spatial_out(size: int, kernel: int, stride: int, pad_lo: int, pad_hi: int, d
     return out
 
 
+def same_padding(size: int, kernel: int, stride: int, dilation: int = 1) -> Tuple[int, int]:
+    """TensorFlow's 'same' padding along one axis: (before, after). The output has
+    ceil(size / stride) cells; the total padding is split with the smaller half first."""
+    out = -(-size // stride)
+    total = max((out - 1) * stride + dilation * (kernel - 1) + 1 - size, 0)
+    return total // 2, total - total // 2
+
+
+def resolve_padding(node, hw: Tuple[int, int]) -> S.Pad4:
+    """The (top, bottom, left, right) padding of a Conv2d, MaxPool or AvgPool on an
+    input of spatial size `hw`: its own numbers, or `spec.SAME` resolved by
+    TensorFlow's rule (`same_padding`)."""
+    if node.padding != S.SAME:
+        return node.padding
+    dilation = getattr(node, "dilation", (1, 1))
+    top, bottom = same_padding(hw[0], node.kernel[0], node.stride[0], dilation[0])
+    left, right = same_padding(hw[1], node.kernel[1], node.stride[1], dilation[1])
+    return (top, bottom, left, right)
+
+
+def with_resolved_padding(node, hw: Tuple[int, int]):
+    """`node` with its padding as numbers for an input of spatial size `hw`: what a
+    backend builds (a node with numeric padding is returned as it is)."""
+    if node.padding != S.SAME:
+        return node
+    return dataclasses.replace(node, padding=resolve_padding(node, hw))
+
+
 def pool_output_hw(node, hw: Tuple[int, int]) -> Tuple[int, int]:
     kh, kw = node.kernel
     sh, sw = node.stride
-    t, b, l, r = node.padding
+    t, b, l, r = resolve_padding(node, hw)
     return (spatial_out(hw[0], kh, sh, t, b, ceil_mode=node.ceil_mode),
             spatial_out(hw[1], kw, sw, l, r, ceil_mode=node.ceil_mode))
 
@@ -97,7 +126,7 @@ def _conv_out(path: str, node: S.Conv2d, shape: Shape) -> Shape:
     c, h, w = need_map(path, node, shape)
     if c % node.groups or node.out_channels % node.groups:
         raise ValueError(f"node {path!r}: channels {c}->{node.out_channels} not divisible by groups {node.groups}")
-    t, b, l, r = node.padding
+    t, b, l, r = resolve_padding(node, (h, w))
     oh = spatial_out(h, node.kernel[0], node.stride[0], t, b, node.dilation[0])
     ow = spatial_out(w, node.kernel[1], node.stride[1], l, r, node.dilation[1])
     if oh < 1 or ow < 1:
@@ -135,8 +164,9 @@ def _batchnorm_params(node: S.BatchNorm, in_shape: Shape) -> Dict[str, Shape]:
 
 def _pool_out(path: str, node, shape: Shape) -> Shape:
     c, h, w = need_map(path, node, shape)
-    if any(p >= k for p, k in zip(node.padding, (node.kernel[0],) * 2 + (node.kernel[1],) * 2)):
-        raise ValueError(f"node {path!r}: pooling padding {node.padding} must be smaller than the kernel "
+    padding = resolve_padding(node, (h, w))
+    if any(p >= k for p, k in zip(padding, (node.kernel[0],) * 2 + (node.kernel[1],) * 2)):
+        raise ValueError(f"node {path!r}: pooling padding {padding} must be smaller than the kernel "
                          f"{node.kernel} on every side (a window of padding alone has no value)")
     oh, ow = pool_output_hw(node, (h, w))
     if oh < 1 or ow < 1:
@@ -153,6 +183,16 @@ def _zero_pad_out(path: str, node: S.ZeroPad, shape: Shape) -> Shape:
 def _adaptive_out(path: str, node: S.AdaptiveAvgPool, shape: Shape) -> Shape:
     c, _, _ = need_map(path, node, shape)
     return (c,) + tuple(node.output_size)
+
+
+def _global_out(path: str, node: S.GlobalAvgPool, shape: Shape) -> Shape:
+    c = need_map(path, node, shape)[0]
+    return (c, 1, 1) if node.keepdims else (c,)
+
+
+def _shared_out(path: str, node: S.Shared, shape: Shape) -> Shape:
+    raise ValueError(f"node {path!r}: a Shared node's output shape is its target's ({node.target!r}), "
+                     f"which shape inference (`shapes.infer`) resolves")
 
 
 def _same(_path: str, _node: S.Node, shape: Shape) -> Shape:
@@ -174,12 +214,16 @@ RULES: Dict[type, Rule] = {rule.node_type: rule for rule in (
     Rule(S.Activation, "activation", _same, _no_params, _no_macs),
     Rule(S.MaxPool, "pool", _pool_out, _no_params, _no_macs),
     Rule(S.AvgPool, "pool", _pool_out, _no_params, _no_macs),
-    Rule(S.GlobalAvgPool, "pool", lambda path, node, shape: (need_map(path, node, shape)[0],), _no_params, _no_macs),
+    Rule(S.GlobalAvgPool, "pool", _global_out, _no_params, _no_macs),
     Rule(S.AdaptiveAvgPool, "pool", _adaptive_out, _no_params, _no_macs),
     Rule(S.ZeroPad, "pad", _zero_pad_out, _no_params, _no_macs),
     Rule(S.Flatten, "reshape", lambda path, node, shape: (math.prod(shape),), _no_params, _no_macs),
     Rule(S.Dropout, "dropout", _same, _no_params, _no_macs),
     Rule(S.Identity, "identity", _same, _no_params, _no_macs),
+    # The target's weights, applied again: no parameters of its own (they are counted
+    # once, under the target); its output shape and MACs are the target's on its input,
+    # which `shapes.infer` and `shapes.node_macs` take from the target's NodeInfo.
+    Rule(S.Shared, "shared", _shared_out, _no_params, _no_macs),
 )}
 
 # Every leaf node type of the vocabulary (combinators: spec.CONTAINERS).
@@ -197,7 +241,7 @@ def rule(node: S.Node) -> Rule:
 
 def kind(node: S.Node) -> str:
     """"conv", "dense", "batchnorm" (the parameterised kinds), "activation", "pool",
-    "pad", "reshape", "dropout", "identity"; "sequential" / "parallel" for combinators."""
+    "pad", "reshape", "dropout", "identity", "shared"; "sequential" / "parallel" for combinators."""
     if isinstance(node, S.Sequential):
         return "sequential"
     if isinstance(node, S.Parallel):

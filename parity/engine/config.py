@@ -9,8 +9,9 @@ from typing import List, Optional, Sequence, Tuple, Union
 import numpy as np
 import refnets
 from refnets import backends as B
-from refnets import registry
+from refnets import models, registry
 from refnets import spec as S
+from refnets.specfile import SpecFileError
 from refnets import weights as W
 from refnets.native import PortModelError
 from refnets.trace.graph import UntraceableError
@@ -27,7 +28,7 @@ class ParityUsageError(Exception):
 USAGE_ERRORS = (registry.UnknownModelError, registry.BadOptionError, B.UnknownBackendError,
                 B.BackendUnavailableError, refnets.InputTooSmallError, W.WeightFileError,
                 W.WeightMismatchError, ParityUsageError, UnknownZooError,
-                PortModelError, B.CapabilityError, UserCodeError, UntraceableError)
+                PortModelError, B.CapabilityError, UserCodeError, UntraceableError, SpecFileError)
 
 
 def check_dtype(dtype: str) -> str:
@@ -46,9 +47,8 @@ def check_batch(batch, strict_int: bool = False) -> int:
 
 
 def resolve_model(model: Union[str, S.ModelSpec], input_shape, options) -> S.ModelSpec:
-    if isinstance(model, S.ModelSpec):
-        return model.with_input_shape(input_shape) if input_shape else model
-    return registry.get_spec(model, input_shape=input_shape, **(options or {}))
+    """A zoo name, a spec file (.json) or a ModelSpec (see `refnets.models.resolve`)."""
+    return models.resolve(model, input_shape, options)
 
 
 def check_backends(names: Sequence[str]) -> List[str]:

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional, Tuple
 
 import numpy as np
+from refnets import rules, shapes
 from refnets import spec as S
 from refnets.native import NativeLayer
 
@@ -57,6 +58,11 @@ class Evidence:
         self.sources = S.input_sources(self.spec.root)
         self.nodes = dict(self.spec.walk())
         self.order = [p for p, _ in self.spec.walk()]
+        self.infos = shapes.infer(self.spec)
+
+    def padding(self, path: str) -> S.Pad4:
+        """The node's padding as numbers ('same' resolved for its input)."""
+        return rules.resolve_padding(self.nodes[path], self.infos[path].in_shape[1:])
 
     def ref_value(self, path: Optional[str]) -> np.ndarray:
         return self.x if path is None else self.ref_acts[path]
@@ -142,7 +148,7 @@ def _conv_input(ev: Evidence, ref: RefLayer, user: NativeLayer, user_in: np.ndar
     Diagnosis if it sees the same input padded otherwise, else False."""
     source, zero_pads = _unpadded_source(ev, ref.path)
     inner = ev.ref_value(source)
-    ref_pad = _add(zero_pads, ref.node.padding)
+    ref_pad = _add(zero_pads, ev.padding(ref.path))
     user_padded = _zero_pad(user_in, tuple(user.config.get("padding", (0, 0, 0, 0))))
     if ev.agrees(user_padded, _zero_pad(inner, ref_pad)):
         return True
@@ -197,22 +203,23 @@ def _pool_edits(ev: Evidence, path: str):
     if isinstance(node, S.MaxPool) and source is not None and isinstance(ev.nodes[source], S.ZeroPad):
         pad = ev.nodes[source].padding
         edited = S.replace(S.replace(root, source, lambda n: S.Identity(name=n.name)), path,
-                           lambda n: dataclasses.replace(n, padding=_add(n.padding, pad)))
+                           lambda n: dataclasses.replace(n, padding=_add(ev.padding(path), pad)))
         yield ("pool_padding", f"a -inf vs zero pad: the port's max pool (reference '{path}') pads with -inf "
                                f"(a pool's own padding) where the reference zero-pads first ('{source}', "
                                f"{_pad_text(pad)}), so a window of negative values and padding gives 0 in the "
                                f"reference", edited)
-    if isinstance(node, S.MaxPool) and any(node.padding):
+    padding = ev.padding(path) if isinstance(node, (S.MaxPool, S.AvgPool)) else None
+    if isinstance(node, S.MaxPool) and any(padding):
         edited = S.replace(root, path, lambda n: S.Sequential(name=n.name, children=(
-            S.ZeroPad(name="pad", padding=n.padding), dataclasses.replace(n, name="pool", padding=(0, 0, 0, 0)))))
+            S.ZeroPad(name="pad", padding=padding), dataclasses.replace(n, name="pool", padding=(0, 0, 0, 0)))))
         yield ("pool_padding", f"a zero vs -inf pad: the port zero-pads before the max pool (reference '{path}') "
-                               f"where the reference's pool pads with -inf {_pad_text(node.padding)}", edited)
+                               f"where the reference's pool pads with -inf {_pad_text(padding)}", edited)
     if isinstance(node, (S.MaxPool, S.AvgPool)):
         flipped = dataclasses.replace(node, ceil_mode=not node.ceil_mode)
         yield ("pool_mode", f"a pooling ceil_mode: the port's pool (reference '{path}') uses "
                             f"ceil_mode={flipped.ceil_mode} where the reference uses {node.ceil_mode}",
                S.replace(root, path, lambda n: flipped))
-    if isinstance(node, S.AvgPool) and any(node.padding):
+    if isinstance(node, S.AvgPool) and any(padding):
         flipped = dataclasses.replace(node, count_include_pad=not node.count_include_pad)
         yield ("pool_mode", f"an average pool's count_include_pad: the port's pool (reference '{path}') uses "
                             f"{flipped.count_include_pad} where the reference uses {node.count_include_pad}",

@@ -5,13 +5,14 @@ and returns the output tensor.
 Every layer that realises a spec node is named by the node's dotted path;
 helper layers are named `<path>_pad` (explicit padding) and `<path>_chw` (the
 transpose before a Flatten). A Sequential or Identity node has no layer of its
-own: its output is the tensor of its last child or its input."""
+own: its output is the tensor of its last child or its input. A Shared node has
+none either: it calls its target's layers (the same objects) once more."""
 
 from __future__ import annotations
 
 from typing import Dict, List, Tuple
 
-from ... import shapes
+from ... import rules, shapes
 from ... import spec as S
 from ..base import Converters
 from .framework import CHANNELS_LAST, DTYPES, keras
@@ -26,6 +27,7 @@ CONVERTERS = Converters("keras")
 
 @CONVERTERS.register(S.Conv2d)
 def _conv(node: S.Conv2d, info, x, name: str, dtype: str):
+    node = rules.with_resolved_padding(node, info.in_shape[1:])  # 'same' as explicit numbers, like any padding
     if any(node.padding):
         t, b, l, r = node.padding
         x = keras.layers.ZeroPadding2D(((t, b), (l, r)), data_format=CHANNELS_LAST, dtype=dtype,
@@ -49,6 +51,7 @@ def _maxpool(node: S.MaxPool, info: shapes.NodeInfo, x, name: str, dtype: str):
 
 @CONVERTERS.register(S.AvgPool)
 def _avgpool(node: S.AvgPool, info: shapes.NodeInfo, x, name: str, dtype: str):
+    node = rules.with_resolved_padding(node, info.in_shape[1:])
     if not any(shapes.pool_window_padding(node, info.in_shape[1:])):
         return keras.layers.AveragePooling2D(node.kernel, node.stride, padding="valid",
                                              data_format=CHANNELS_LAST, dtype=dtype, name=name)(x)
@@ -81,8 +84,9 @@ def _activation(node: S.Activation, info, x, name: str, dtype: str):
 
 
 @CONVERTERS.register(S.GlobalAvgPool)
-def _global_avgpool(node, info, x, name: str, dtype: str):
-    return keras.layers.GlobalAveragePooling2D(data_format=CHANNELS_LAST, dtype=dtype, name=name)(x)
+def _global_avgpool(node: S.GlobalAvgPool, info, x, name: str, dtype: str):
+    return keras.layers.GlobalAveragePooling2D(data_format=CHANNELS_LAST, keepdims=node.keepdims, dtype=dtype,
+                                               name=name)(x)
 
 
 @CONVERTERS.register(S.AdaptiveAvgPool)
@@ -107,6 +111,25 @@ def _identity(node, info, x, name: str, dtype: str):
     return x
 
 
+@CONVERTERS.register(S.Shared)
+def _shared(node: S.Shared, info, x, name: str, dtype: str, target: Tuple):
+    """No layer of its own: the target's layers (`applied_layers`), called again."""
+    for layer in target:
+        x = layer(x)
+    return x
+
+
+def applied_layers(x, out) -> Tuple:
+    """The layers a converter applied, in order, to get from tensor `x` to `out`
+    (a chain: every node's layers take one input), read from Keras's graph."""
+    chain = []
+    while out is not x:
+        layer, node_index, _ = out._keras_history
+        chain.append(layer)
+        (out,) = layer._inbound_nodes[node_index].input_tensors
+    return tuple(reversed(chain))
+
+
 def _merge(node: S.Parallel, outs: List, name: str, dtype: str):
     if len(outs) == 1:
         layer = keras.layers.Identity(dtype=dtype, name=name)
@@ -116,19 +139,25 @@ def _merge(node: S.Parallel, outs: List, name: str, dtype: str):
     return keras.layers.Concatenate(axis=-1, dtype=dtype, name=name)(outs)  # channels, maps or vectors
 
 
-def _emit(node: S.Node, path: str, x, infos: Dict[str, shapes.NodeInfo], dtype: str, tensors: Dict):
+def _emit(node: S.Node, path: str, x, infos: Dict[str, shapes.NodeInfo], dtype: str, tensors: Dict, built: Dict):
     """Add the layers of `node` (at `path`) on input `x`; record every node's
-    output tensor in `tensors` by path; return the node's output."""
+    output tensor in `tensors` and every parameterised leaf's layers in `built`
+    (path -> layers, for a Shared node's converter) by path; return the node's output."""
     name = path or ROOT_NAME
     if isinstance(node, S.Sequential):
         for index, child in enumerate(node.children):
-            x = _emit(child, S.join(path, S.child_segment(child, index)), x, infos, dtype, tensors)
+            x = _emit(child, S.join(path, S.child_segment(child, index)), x, infos, dtype, tensors, built)
     elif isinstance(node, S.Parallel):
-        outs = [_emit(b, S.join(path, S.child_segment(b, i)), x, infos, dtype, tensors)
+        outs = [_emit(b, S.join(path, S.child_segment(b, i)), x, infos, dtype, tensors, built)
                 for i, b in enumerate(node.branches)]
         x = _merge(node, outs, name, dtype)
+    elif isinstance(node, S.Shared):
+        x = CONVERTERS.convert(node, infos[path], x, name, dtype, target=built[node.target])
     else:
-        x = CONVERTERS.convert(node, infos[path], x, name, dtype)
+        out = CONVERTERS.convert(node, infos[path], x, name, dtype)
+        if rules.has_params(node):
+            built[path] = applied_layers(x, out)
+        x = out
     tensors[path] = x
     return x
 
@@ -163,7 +192,7 @@ def build(model: S.ModelSpec, dtype: str = "float32") -> keras.Model:
     c, h, w = model.input_shape
     inputs = keras.Input((h, w, c), dtype=dtype, name=INPUT_NAME)
     tensors: Dict[str, object] = {}
-    outputs = _emit(model.root, "", inputs, infos, dtype, tensors)
+    outputs = _emit(model.root, "", inputs, infos, dtype, tensors, {})
     _check_shapes(model, infos, tensors)
     net = keras.Model(inputs, outputs, name=model.name)
     net.refnets_spec = model

@@ -90,10 +90,13 @@ def _trainable_slots(model: keras.Model) -> Dict[str, Tuple[keras.Variable, str]
 
 
 def _loss(model: keras.Model, batch: tf.Tensor, labels: np.ndarray, train: bool):
-    """(loss, logits): Keras's sparse categorical cross-entropy from logits, mean over the batch."""
+    """(loss, logits): TensorFlow's sparse softmax cross-entropy of the model's
+    output, mean over the batch. Not Keras's loss function: given the output of a
+    softmax (a model ending in `Activation(kind="softmax")`) it would take the
+    softmax's input as the logits instead, and compute another loss."""
     logits = model(batch, training=train)
-    per_sample = keras.losses.sparse_categorical_crossentropy(
-        tf.constant(np.asarray(labels, dtype=np.int64)), logits, from_logits=True)
+    per_sample = tf.nn.sparse_softmax_cross_entropy_with_logits(
+        labels=tf.constant(np.asarray(labels, dtype=np.int64)), logits=logits)
     return ops.mean(per_sample), logits
 
 

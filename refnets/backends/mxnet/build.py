@@ -4,18 +4,19 @@ are the canonical names. One registered converter per node type (`CONVERTERS`)."
 
 from __future__ import annotations
 
-from ... import shapes
+from ... import rules, shapes
 from ... import spec as S
 from ..base import Converters
 from .framework import CONTEXT, DTYPES, mx, nn
 from .layers import (AdaptiveAvgPool, DivisorAvgPool, GlobalAvgPool, Identity, PaddedConv2D, PaddedMaxPool,
-                     SpecParallel, SpecSequential, ZeroPad, native_pool_padding, symmetric)
+                     SharedBlock, Softmax, SpecParallel, SpecSequential, ZeroPad, native_pool_padding, symmetric)
 
 CONVERTERS = Converters("mxnet")
 
 
 @CONVERTERS.register(S.Conv2d)
 def _conv(node: S.Conv2d, info: shapes.NodeInfo) -> nn.HybridBlock:
+    node = rules.with_resolved_padding(node, info.in_shape[1:])
     common = dict(channels=node.out_channels, kernel_size=tuple(node.kernel), strides=tuple(node.stride),
                   dilation=tuple(node.dilation), groups=node.groups, use_bias=node.bias,
                   in_channels=info.in_shape[0], layout="NCHW")
@@ -27,6 +28,7 @@ def _conv(node: S.Conv2d, info: shapes.NodeInfo) -> nn.HybridBlock:
 
 @CONVERTERS.register(S.MaxPool)
 def _maxpool(node: S.MaxPool, info: shapes.NodeInfo) -> nn.HybridBlock:
+    node = rules.with_resolved_padding(node, info.in_shape[1:])
     native = native_pool_padding(node)
     if native is not None:
         return nn.MaxPool2D(pool_size=tuple(node.kernel), strides=tuple(node.stride), padding=native)
@@ -35,6 +37,7 @@ def _maxpool(node: S.MaxPool, info: shapes.NodeInfo) -> nn.HybridBlock:
 
 @CONVERTERS.register(S.AvgPool)
 def _avgpool(node: S.AvgPool, info: shapes.NodeInfo) -> nn.HybridBlock:
+    node = rules.with_resolved_padding(node, info.in_shape[1:])
     native = native_pool_padding(node)
     if native is not None:
         return nn.AvgPool2D(pool_size=tuple(node.kernel), strides=tuple(node.stride), padding=native,
@@ -64,12 +67,12 @@ def _batchnorm(node: S.BatchNorm, info: shapes.NodeInfo) -> nn.HybridBlock:
 
 @CONVERTERS.register(S.Activation)
 def _activation(node: S.Activation, info) -> nn.HybridBlock:
-    return nn.Activation(node.kind)
+    return Softmax() if node.kind == "softmax" else nn.Activation(node.kind)
 
 
 @CONVERTERS.register(S.GlobalAvgPool)
-def _global_avgpool(node, info) -> nn.HybridBlock:
-    return GlobalAvgPool()
+def _global_avgpool(node: S.GlobalAvgPool, info) -> nn.HybridBlock:
+    return GlobalAvgPool(node.keepdims)
 
 
 @CONVERTERS.register(S.AdaptiveAvgPool)
@@ -97,16 +100,25 @@ def _identity(node, info) -> nn.HybridBlock:
     return Identity()
 
 
-def _block(node: S.Node, path: str, infos) -> nn.HybridBlock:
+@CONVERTERS.register(S.Shared)
+def _shared(node: S.Shared, info, target: nn.HybridBlock) -> nn.HybridBlock:
+    return SharedBlock(target)
+
+
+def _block(node: S.Node, path: str, infos, built) -> nn.HybridBlock:
+    """The block of `node` at `path`; `built` (path -> block, filled in execution
+    order) gives a Shared node's converter its target's block."""
     if isinstance(node, (S.Sequential, S.Parallel)):
         kids = {}
         for index, child in enumerate(S.children_of(node)):
             segment = S.child_segment(child, index)
-            kids[segment] = _block(child, S.join(path, segment), infos)
+            kids[segment] = _block(child, S.join(path, segment), infos, built)
         if isinstance(node, S.Sequential):
             return SpecSequential(kids)
         return SpecParallel(kids, node.merge)
-    return CONVERTERS.convert(node, infos[path])
+    extra = {"target": built[node.target]} if isinstance(node, S.Shared) else {}
+    built[path] = CONVERTERS.convert(node, infos[path], **extra)
+    return built[path]
 
 
 def _check_output_shape(net: nn.HybridBlock, model: S.ModelSpec) -> None:
@@ -128,7 +140,7 @@ def build(model: S.ModelSpec, dtype: str = "float32") -> nn.HybridBlock:
     if dtype not in DTYPES:
         raise ValueError(f"dtype must be one of {DTYPES}, got {dtype!r}")
     infos = shapes.infer(model)
-    net = _block(model.root, "", infos)
+    net = _block(model.root, "", infos, {})
     net.initialize(mx.init.Xavier(rnd_type="gaussian", factor_type="in", magnitude=2), ctx=CONTEXT)
     net.cast(dtype)
     net.hybridize()

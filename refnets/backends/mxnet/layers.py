@@ -6,6 +6,7 @@ spec's segment names."""
 
 from __future__ import annotations
 
+from types import SimpleNamespace
 from typing import Dict, Tuple
 
 import mxnet as mx
@@ -111,10 +112,36 @@ class AdaptiveAvgPool(nn.HybridBlock):
 
 
 class GlobalAvgPool(nn.HybridBlock):
-    """Mean over H and W: (N, C, H, W) -> (N, C)."""
+    """Mean over H and W: (N, C, H, W) -> (N, C), or (N, C, 1, 1) with `keepdims`."""
+
+    def __init__(self, keepdims: bool = False):
+        super().__init__()
+        self._keepdims = keepdims
 
     def hybrid_forward(self, F, x):
-        return F.mean(x, axis=(2, 3))
+        return F.mean(x, axis=(2, 3), keepdims=self._keepdims)
+
+
+class Softmax(nn.HybridBlock):
+    """Softmax over axis 1 (channels of a map, features of a vector): gluon.nn's
+    Activation has no softmax."""
+
+    def hybrid_forward(self, F, x):
+        return F.softmax(x, axis=1)
+
+
+class SharedBlock(nn.HybridBlock):
+    """Calls a block registered elsewhere in the model (a spec `Shared` node). The
+    block is held in a namespace, outside Gluon's child registry, so its parameters
+    are collected once, under the target's name; a hybridized graph uses the same
+    parameter variables at both places, and autograd adds up their gradients."""
+
+    def __init__(self, target: nn.HybridBlock):
+        super().__init__()
+        self._shared = SimpleNamespace(block=target)
+
+    def hybrid_forward(self, F, x):
+        return self._shared.block(x)
 
 
 class Identity(nn.HybridBlock):

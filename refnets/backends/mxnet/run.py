@@ -34,7 +34,8 @@ def _forward_capturing(model: nn.HybridBlock, x: mx.nd.NDArray, capture: Sequenc
 
     def hook_for(path):
         def hook(_block, _inputs, output):
-            store[path] = output.asnumpy()
+            if path not in store:  # a shared block runs again later: keep its own (first) call
+                store[path] = output.asnumpy()
         return hook
 
     handles = [blocks[p].register_forward_hook(hook_for(p)) for p in capture]

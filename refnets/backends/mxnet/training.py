@@ -39,6 +39,10 @@ class _SpecRunningStatistics:
 
     def __init__(self, model: nn.HybridBlock, batch: int):
         infos = shapes.infer(model.refnets_spec)
+        shared = [p for p, info in infos.items() if info.target is not None and isinstance(info.applied, S.BatchNorm)]
+        if shared:  # the operator's backward mixes both uses' statistics in one update
+            raise ValueError(f"the mxnet backend cannot train a BatchNorm applied twice (shared at {shared}): "
+                             f"its running statistics could not follow the spec's rule")
         paths = [p for p, node in model.refnets_spec.walk() if isinstance(node, S.BatchNorm)]
         self._layers = []
         for path, block in blocks_at(model, paths).items():

@@ -5,7 +5,8 @@ canonical names, and the node tree. Leaves are `Leaf` objects made by one
 converter per node type (`converters`, a registry: `Converters.convert`); each
 holds a `forward(params, x, train) -> (y, cache)` and a
 `backward(params, cache, dy) -> (dx, {role: grad})` built from `ops`.
-Containers are `Seq` and `Par`.
+Containers are `Seq` and `Par`. A `Shared` node's leaf runs its target's
+forward and backward on the target's parameters (`Leaf.owner`).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Callable, Dict, List, Tuple
 
 import numpy as np
 
-from ... import shapes
+from ... import rules, shapes
 from ... import spec as S
 from ...shapes import NodeInfo
 from ..base import Converters
@@ -38,6 +39,10 @@ class Leaf:
     roles: Tuple[str, ...]  # canonical parameter roles held by this node ('' for none)
     forward: Callable  # (params: {role: array}, x, train) -> (y, cache)
     backward: Callable  # (params, cache, dy) -> (dx, {role: grad})
+    owner: str = ""  # the path whose canonical parameters it uses: its own, or a Shared node's target
+
+    def __post_init__(self):
+        self.owner = self.owner or self.path
 
 
 @dataclass
@@ -66,7 +71,7 @@ class NumpyModel:
     infos: Dict[str, NodeInfo]
 
     def params_of(self, leaf: Leaf) -> Dict[str, np.ndarray]:
-        return {role: self.params[S.join(leaf.path, role)] for role in leaf.roles}
+        return {role: self.params[S.join(leaf.owner, role)] for role in leaf.roles}
 
 
 def _roles(info: NodeInfo) -> Tuple[str, ...]:
@@ -84,9 +89,10 @@ def _no_grads(fn):
 @converters.register(S.Conv2d)
 def conv(node: S.Conv2d, path: str, info: NodeInfo, dtype) -> Leaf:
     out_hw = info.out_shape[1:]
+    padding = rules.resolve_padding(node, info.in_shape[1:])
 
     def forward(p, x, train):
-        return ops.conv2d(x, p["weight"], p.get("bias"), node.stride, node.padding, node.dilation,
+        return ops.conv2d(x, p["weight"], p.get("bias"), node.stride, padding, node.dilation,
                           node.groups, out_hw)
 
     def backward(p, cache, dy):
@@ -143,7 +149,7 @@ def avg_pool(node: S.AvgPool, path: str, info: NodeInfo, dtype) -> Leaf:
 
 @converters.register(S.GlobalAvgPool)
 def global_avg_pool(node: S.GlobalAvgPool, path: str, info: NodeInfo, dtype) -> Leaf:
-    return Leaf(path, info, (), lambda p, x, train: ops.global_avg_pool(x),
+    return Leaf(path, info, (), lambda p, x, train: ops.global_avg_pool(x, node.keepdims),
                 _no_grads(ops.global_avg_pool_backward))
 
 
@@ -185,19 +191,30 @@ def identity(node: S.Identity, path: str, info: NodeInfo, dtype) -> Leaf:
     return Leaf(path, info, (), lambda p, x, train: (x, None), lambda p, cache, dy: (dy, {}))
 
 
+@converters.register(S.Shared)
+def shared(node: S.Shared, path: str, info: NodeInfo, dtype, target: Leaf) -> Leaf:
+    """The target's leaf again, under this path (its own tape entry and capture),
+    on the target's parameters; its parameter gradients add to the target's."""
+    return Leaf(path, info, target.roles, target.forward, target.backward, owner=target.owner)
+
+
 # ----------------------------------------------------------------------- tree
 
 
-def make_tree(node: S.Node, path: str, infos: Dict[str, NodeInfo], dtype):
+def make_tree(node: S.Node, path: str, infos: Dict[str, NodeInfo], dtype, built=None):
     """The object tree of `node` (at `path`): Seq / Par for combinators, a
-    converter's Leaf otherwise."""
+    converter's Leaf otherwise. `built` (path -> Leaf, filled in execution order)
+    gives a Shared node's converter its target's leaf."""
+    built = {} if built is None else built
     if isinstance(node, (S.Sequential, S.Parallel)):
-        kids = [make_tree(child, S.join(path, S.child_segment(child, i)), infos, dtype)
+        kids = [make_tree(child, S.join(path, S.child_segment(child, i)), infos, dtype, built)
                 for i, child in enumerate(S.children_of(node))]
         if isinstance(node, S.Sequential):
             return Seq(path, infos[path], kids)
         return Par(path, infos[path], node.merge, kids)
-    return converters.convert(node, path, infos[path], dtype)
+    extra = {"target": built[node.target]} if isinstance(node, S.Shared) else {}
+    built[path] = converters.convert(node, path, infos[path], dtype, **extra)
+    return built[path]
 
 
 def walk_leaves(tree):

@@ -163,7 +163,8 @@ def batch_statistics(cache) -> Tuple[np.ndarray, np.ndarray, int]:
 
 
 def activation(x, kind):
-    """relu max(x, 0); sigmoid 1 / (1 + exp(-x)); tanh."""
+    """relu max(x, 0); sigmoid 1 / (1 + exp(-x)); tanh; softmax over axis 1 (the
+    channels of a map, the features of a vector), computed from x - max."""
     if kind == "relu":
         y = np.maximum(x, 0)
     elif kind == "sigmoid":
@@ -171,18 +172,24 @@ def activation(x, kind):
             y = 1 / (1 + np.exp(-x))
     elif kind == "tanh":
         y = np.tanh(x)
+    elif kind == "softmax":
+        e = np.exp(x - x.max(axis=1, keepdims=True))
+        y = e / e.sum(axis=1, keepdims=True)
     else:
         raise ValueError(f"unknown activation {kind!r}")
     return y, (kind, x, y)
 
 
 def activation_backward(cache, dy):
-    """relu: dy where x > 0 (0 at x = 0, as the frameworks); sigmoid: dy*y*(1-y); tanh: dy*(1-y^2)."""
+    """relu: dy where x > 0 (0 at x = 0, as the frameworks); sigmoid: dy*y*(1-y); tanh: dy*(1-y^2);
+    softmax: y * (dy - sum over axis 1 of dy*y)."""
     kind, x, y = cache
     if kind == "relu":
         return dy * (x > 0)
     if kind == "sigmoid":
         return dy * y * (1 - y)
+    if kind == "softmax":
+        return y * (dy - (dy * y).sum(axis=1, keepdims=True))
     return dy * (1 - y * y)
 
 
@@ -224,14 +231,15 @@ def avg_pool_backward(cache, dy):
     return crop(unwindow(dwin, padded_hw, stride), window_padding)
 
 
-def global_avg_pool(x):
-    """y[n, c] = mean over h, w of x[n, c]."""
-    return x.mean(axis=(2, 3)), x.shape
+def global_avg_pool(x, keepdims=False):
+    """y[n, c] (or y[n, c, 0, 0] with `keepdims`) = mean over h, w of x[n, c]."""
+    return x.mean(axis=(2, 3), keepdims=keepdims), x.shape
 
 
 def global_avg_pool_backward(shape, dy):
     """dx[n, c, h, w] = dy[n, c] / (H*W)."""
     h, w = shape[2:]
+    dy = dy.reshape(shape[:2])
     return np.broadcast_to((dy / (h * w))[:, :, None, None], shape).copy()
 
 

@@ -76,8 +76,9 @@ def run_backward(model: NumpyModel, tree, dy: np.ndarray, tape: dict, grads: Dic
         return dx
     assert isinstance(tree, Leaf)
     dx, leaf_grads = tree.backward(model.params_of(tree), tape[tree.path], dy)
-    for role, grad in leaf_grads.items():
-        grads[S.join(tree.path, role)] = grad
+    for role, grad in leaf_grads.items():  # a shared layer's uses add up
+        name = S.join(tree.owner, role)
+        grads[name] = grad if name not in grads else grads[name] + grad
     return dx
 
 

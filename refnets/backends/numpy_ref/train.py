@@ -21,8 +21,10 @@ from .run import check_input, run_backward, run_forward
 
 
 def _update_running_statistics(model: NumpyModel, tape: dict) -> None:
+    """Once per application, in execution order (a shared BatchNorm twice, as
+    PyTorch and Keras update it in each call)."""
     for leaf in walk_leaves(model.tree):
-        node = leaf.info.node
+        node = leaf.info.applied
         if not isinstance(node, S.BatchNorm):
             continue
         mean, var, n = ops.batch_statistics(tape[leaf.path])
@@ -30,7 +32,7 @@ def _update_running_statistics(model: NumpyModel, tape: dict) -> None:
             var = var * (n / (n - 1))  # n == 1: inf, as the unbiased variance of one value
         m = node.momentum
         for role, stat in (("running_mean", mean), ("running_var", var)):
-            name = S.join(leaf.path, role)
+            name = S.join(leaf.owner, role)
             model.params[name] = ((1 - m) * model.params[name] + m * stat).astype(model.dtype)
 
 

@@ -8,21 +8,22 @@ BatchNorm with `unbiased_running_var=False` gets `BiasedVarBatchNorm*d`."""
 
 from __future__ import annotations
 
-from ... import shapes
+from ... import rules, shapes
 from ... import spec as S
 from ..base import Converters
 from .framework import DTYPES, nn
 from .layers import (BiasedVarBatchNorm1d, BiasedVarBatchNorm2d, DivisorAvgPool, Flatten, GlobalAvgPool,
-                     PaddedConv2d, PaddedMaxPool, SpecParallel, SpecSequential, symmetric)
+                     PaddedConv2d, PaddedMaxPool, SharedLayer, SpecParallel, SpecSequential, symmetric)
 
 CONVERTERS = Converters("torch")
 
 
-ACTIVATIONS = {"relu": nn.ReLU, "sigmoid": nn.Sigmoid, "tanh": nn.Tanh}
+ACTIVATIONS = {"relu": nn.ReLU, "sigmoid": nn.Sigmoid, "tanh": nn.Tanh, "softmax": lambda: nn.Softmax(dim=1)}
 
 
 @CONVERTERS.register(S.Conv2d)
 def _conv(node: S.Conv2d, info: shapes.NodeInfo, dtype) -> nn.Module:
+    node = rules.with_resolved_padding(node, info.in_shape[1:])
     common = dict(in_channels=info.in_shape[0], out_channels=node.out_channels, kernel_size=node.kernel,
                   stride=node.stride, dilation=node.dilation, groups=node.groups, bias=node.bias)
     sym = symmetric(node.padding)
@@ -33,6 +34,7 @@ def _conv(node: S.Conv2d, info: shapes.NodeInfo, dtype) -> nn.Module:
 
 @CONVERTERS.register(S.MaxPool)
 def _maxpool(node: S.MaxPool, info: shapes.NodeInfo, dtype) -> nn.Module:
+    node = rules.with_resolved_padding(node, info.in_shape[1:])
     sym = symmetric(node.padding)
     fits = sym is not None and all(p <= k // 2 for p, k in zip(sym, node.kernel))
     if fits:
@@ -42,6 +44,7 @@ def _maxpool(node: S.MaxPool, info: shapes.NodeInfo, dtype) -> nn.Module:
 
 @CONVERTERS.register(S.AvgPool)
 def _avgpool(node: S.AvgPool, info: shapes.NodeInfo, dtype) -> nn.Module:
+    node = rules.with_resolved_padding(node, info.in_shape[1:])
     sym = symmetric(node.padding)
     if sym is not None and all(p <= k // 2 for p, k in zip(sym, node.kernel)):
         return nn.AvgPool2d(node.kernel, node.stride, padding=sym, ceil_mode=node.ceil_mode,
@@ -69,8 +72,8 @@ def _activation(node: S.Activation, info, dtype) -> nn.Module:
 
 
 @CONVERTERS.register(S.GlobalAvgPool)
-def _global_avgpool(node, info, dtype) -> nn.Module:
-    return GlobalAvgPool()
+def _global_avgpool(node: S.GlobalAvgPool, info, dtype) -> nn.Module:
+    return GlobalAvgPool(node.keepdims)
 
 
 @CONVERTERS.register(S.AdaptiveAvgPool)
@@ -99,26 +102,35 @@ def _identity(node, info, dtype) -> nn.Module:
     return nn.Identity()
 
 
-def _module(node: S.Node, path: str, infos, dtype) -> nn.Module:
+@CONVERTERS.register(S.Shared)
+def _shared(node: S.Shared, info, dtype, target: nn.Module) -> nn.Module:
+    return SharedLayer(target)
+
+
+def _module(node: S.Node, path: str, infos, dtype, built) -> nn.Module:
+    """The module of `node` at `path`; `built` (path -> module, filled in execution
+    order) gives a Shared node's converter its target's module."""
     if isinstance(node, (S.Sequential, S.Parallel)):
         kids = {}
         for index, child in enumerate(S.children_of(node)):
             segment = S.child_segment(child, index)
-            kids[segment] = _module(child, S.join(path, segment), infos, dtype)
+            kids[segment] = _module(child, S.join(path, segment), infos, dtype, built)
         if isinstance(node, S.Sequential):
             seq = SpecSequential()
             for segment, module in kids.items():
                 seq.add_module(segment, module)
             return seq
         return SpecParallel(kids, node.merge)
-    return CONVERTERS.convert(node, infos[path], dtype)
+    extra = {"target": built[node.target]} if isinstance(node, S.Shared) else {}
+    built[path] = CONVERTERS.convert(node, infos[path], dtype, **extra)
+    return built[path]
 
 
 def build(model: S.ModelSpec, dtype: str = "float32") -> nn.Module:
     """An `nn.Module` in eval mode, initialised by PyTorch's own initialisers."""
     torch_dtype = DTYPES[dtype]
     infos = shapes.infer(model)
-    net = _module(model.root, "", infos, torch_dtype).to(torch_dtype).eval()
+    net = _module(model.root, "", infos, torch_dtype, {}).to(torch_dtype).eval()
     net.refnets_spec = model
     net.refnets_dtype = torch_dtype  # also for models without parameters
     return net

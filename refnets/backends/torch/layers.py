@@ -64,8 +64,27 @@ class DivisorAvgPool(nn.Module):
 
 
 class GlobalAvgPool(nn.Module):
+    def __init__(self, keepdims: bool = False):
+        super().__init__()
+        self.keepdims = keepdims
+
     def forward(self, x):
-        return x.mean(dim=(2, 3))
+        return x.mean(dim=(2, 3), keepdim=self.keepdims)
+
+
+class SharedLayer(nn.Module):
+    """Calls a module registered elsewhere in the model (a spec `Shared` node):
+    the module is held outside torch's registry, so its parameters and state_dict
+    entries stay once, under the target's name, and autograd adds up the
+    gradients of both uses. `.to()`, `.train()` and copies reach it through its
+    own place in the model."""
+
+    def __init__(self, target: nn.Module):
+        super().__init__()
+        self.shared = (target,)  # a tuple: not registered as a child
+
+    def forward(self, x):
+        return self.shared[0](x)
 
 
 class Flatten(nn.Module):

@@ -19,7 +19,8 @@ def _capture_hooks(model: nn.Module, capture: Sequence[str], store: Dict[str, np
 
     def hook_for(path):
         def hook(_module, _inputs, output):
-            store[path] = output.detach().cpu().numpy().copy()
+            if path not in store:  # a shared module runs again later: keep its own (first) call
+                store[path] = output.detach().cpu().numpy().copy()
         return hook
 
     return [modules[p].register_forward_hook(hook_for(p)) for p in capture]
