@@ -354,6 +354,20 @@ def test_a_reshape_that_is_not_a_flatten_is_refused():
     assert "'Reshape'" in message and model.name in message
 
 
+@pytest.mark.parametrize("layer, op, why", [
+    (lambda: nn.BatchNorm(use_global_stats=True), "BatchNorm", "use_global_stats=True"),
+    (lambda: nn.BatchNorm(axis=2), "BatchNorm", "axis=2"),
+    (lambda: nn.GlobalMaxPool2D(), "Pooling", "global max pool"),
+    (lambda: nn.Activation('softrelu'), "Activation", "act_type=softrelu"),
+    (lambda: nn.Conv2DTranspose(2, kernel_size=3), "Deconvolution", ""),
+], ids=["global_stats", "bn_axis", "global_max", "softrelu", "deconv"])
+def test_layers_outside_the_vocabulary_are_refused(layer, op, why):
+    net = nn.HybridSequential()
+    net.add(nn.Conv2D(4, kernel_size=3), layer())
+    message = refusal(net, (3, 8, 8))
+    assert f"op {op!r} in layer '1 ({net[1].name})'" in message and why in message
+
+
 def test_a_dense_layer_on_a_feature_map_without_flatten_is_refused():
     net = nn.HybridSequential()
     net.add(nn.Conv2D(4, kernel_size=3), nn.Dense(5, flatten=False))
