@@ -16,11 +16,15 @@ Two ways to get the Symbol (mxnet 1.9.1):
   variable's name: parameters are matched by identity, not by value. Operators
   are named "node_<k>"; forward hooks tell which block ran each one (the ops
   between a call's inputs and its outputs, innermost call first), and they are
-  renamed in Gluon's style: "<block>_fwd" for a layer's first op,
-  "<block>_<op>_fwd" for its later ones ("conv0_activation_fwd"),
+  renamed in Gluon's style: "<block>_fwd" for an op that reads the block's own
+  parameters or runs in a block without children ("conv0_fwd", and
+  "conv0_relu_fwd" for the fused activation, a child block), and
   "<block>_<op><n>" for functional ops in a forward ("inception0_concat0").
+  MXNet records no op whose inputs are all outside the graph, so the input is
+  marked for gradients; an NDArray's `reshape` is recorded with its resolved
+  numbers, so the block is recorded at a second batch size as well.
 
-Shapes come from `infer_shape` on the graph's internals at batch 2 (so a
+Shapes come from `infer_shape` on the graph's internals at batch 2 (a symbolic
 reshape that hard-codes the batch is caught); every spec leaf's output shape is
 checked against MXNet's own. Weights are the parameters' arrays, already in the
 canonical layouts (OIHW, (out, in)), cast to the requested dtype; a parameter
