@@ -74,11 +74,12 @@ def small_resnet():
 
 
 def pooling_net():
-    """Ceil-mode ('full') pools whose windows never start in the padding, an
-    affine-free BatchNorm, dropout and a flatten before the classifier."""
+    """Ceil-mode ('full') pools whose last window overhangs the input (but never
+    starts in the padding), an affine-free BatchNorm, dropout and a flatten."""
     net = nn.HybridSequential()
     net.add(nn.Conv2D(6, kernel_size=3), nn.BatchNorm(scale=False, center=False),
             nn.AvgPool2D(pool_size=3, strides=2, padding=1, ceil_mode=True),
+            nn.AvgPool2D(pool_size=3, strides=2, padding=1, ceil_mode=True, count_include_pad=False),
             nn.MaxPool2D(pool_size=2, strides=2, ceil_mode=True), nn.Dropout(0.3),
             nn.Flatten(), nn.Dense(16, activation='tanh'), nn.Dense(4, activation='sigmoid'))
     return net
@@ -105,6 +106,23 @@ class Classifier(nn.HybridBlock):
 
     def hybrid_forward(self, F, x):
         return F.softmax(self.output(self.features(x)))
+
+
+class PaddedHead(nn.Block):
+    """A zero pad, a skip through BlockGrad, an elemwise_add and a reshape to (0, -1)."""
+
+    def __init__(self, batch_dim=0, **kwargs):
+        super(PaddedHead, self).__init__(**kwargs)
+        self.batch_dim = batch_dim
+        self.conv = nn.Conv2D(4, kernel_size=3)
+        self.conv2 = nn.Conv2D(4, kernel_size=1)
+        self.fc = nn.Dense(3, flatten=False)
+
+    def forward(self, x):
+        x = nd.pad(x, mode='constant', constant_value=0, pad_width=(0, 0, 0, 0, 1, 2, 0, 1))
+        y = self.conv(x)
+        y = nd.elemwise_add(nd.BlockGrad(y), self.conv2(y))
+        return self.fc(y.reshape((self.batch_dim, -1)))
 
 
 class Gated(nn.Block):
@@ -141,6 +159,7 @@ MODELS = {
     "small_resnet": (small_resnet, (3, 12, 12)),
     "shared_conv": (TwoViews, (3, 8, 8)),
     "softmax_classifier": (Classifier, (3, 11, 11)),
+    "padded_head": (PaddedHead, (2, 7, 7)),
 }
 
 
@@ -242,12 +261,14 @@ def test_a_residual_hybrid_block_adds_its_body_and_a_biased_shortcut_conv():
 def test_ceil_mode_pools_affine_free_batchnorm_dropout_and_a_flatten():
     model = ready(pooling_net(), (3, 16, 16))
     graph = traced_graph(model, (3, 16, 16), dtype="float64")
-    assert kinds(graph) == ["Conv2d", "BatchNorm", "AvgPool", "MaxPool", "Dropout", "Flatten", "Dense",
+    assert kinds(graph) == ["Conv2d", "BatchNorm", "AvgPool", "AvgPool", "MaxPool", "Dropout", "Flatten", "Dense",
                             "Activation", "Dense", "Activation"]
-    bn, avg, pool, drop = (op.node for op in graph.ops[1:5])
+    bn, avg, avg2, pool, drop = (op.node for op in graph.ops[1:6])
     assert not bn.affine and sorted(graph.ops[1].weights) == ["running_mean", "running_var"]
     assert avg.ceil_mode and avg.count_include_pad and avg.padding == (1, 1, 1, 1)
-    assert pool.ceil_mode and drop.rate == 0.3
+    assert avg2.ceil_mode and not avg2.count_include_pad
+    assert pool.ceil_mode and pool.padding == (0, 0, 0, 0) and drop.rate == 0.3
+    assert graph.ops[7].weights["weight"].shape == (16, 6 * 3 * 3)
     assert [op.node.kind for op in graph.ops if isinstance(op.node, S.Activation)] == ["tanh", "sigmoid"]
     assert_weights_are_the_blocks(graph, model, dtype="float64")
 
@@ -267,6 +288,14 @@ def test_softmax_and_a_global_pool_that_keeps_its_1x1_dims():
     graph = traced_graph(ready(Classifier(), (3, 11, 11)), (3, 11, 11))
     assert kinds(graph) == ["Conv2d", "Activation", "Flatten", "Dense", "Activation"]
     assert graph.ops[-1].node.kind == "softmax"
+
+
+def test_zero_pad_blockgrad_elemwise_add_and_a_reshape_that_flattens():
+    graph = traced_graph(ready(PaddedHead(), (2, 7, 7)), (2, 7, 7))
+    assert kinds(graph) == ["ZeroPad", "Conv2d", "Conv2d", "add", "Flatten", "Dense"]
+    pad, conv, conv2, add = graph.ops[:4]
+    assert pad.node.padding == (1, 2, 0, 1) and add.inputs == (conv.id, conv2.id)
+    assert graph.ops[5].weights["weight"].shape == (3, 4 * 8 * 6)
 
 
 # ----------------------------------------------------------------- refusals
@@ -304,6 +333,39 @@ def test_a_batchnorm_with_half_its_affine_transform_is_refused(scale, center):
     net.add(nn.Conv2D(4, kernel_size=3), nn.BatchNorm(scale=scale, center=center))
     message = refusal(net, (3, 8, 8))
     assert "'BatchNorm'" in message and f"scale={scale}, center={center}" in message
+
+
+def test_a_reshape_that_hard_codes_the_batch_size_is_refused():
+    assert "fails on a batch of" in refusal(PaddedHead(batch_dim=1), (2, 7, 7))
+
+
+class Rows(nn.HybridBlock):
+    def __init__(self, **kwargs):
+        super(Rows, self).__init__(**kwargs)
+        self.conv = nn.Conv2D(4, kernel_size=3)
+
+    def hybrid_forward(self, F, x):
+        return F.reshape(self.conv(x), shape=(0, -1, 6))
+
+
+def test_a_reshape_that_is_not_a_flatten_is_refused():
+    model = Rows()
+    message = refusal(model, (3, 8, 8))
+    assert "'Reshape'" in message and model.name in message
+
+
+@pytest.mark.parametrize("layer, op, why", [
+    (lambda: nn.BatchNorm(use_global_stats=True), "BatchNorm", "use_global_stats=True"),
+    (lambda: nn.BatchNorm(axis=2), "BatchNorm", "axis=2"),
+    (lambda: nn.GlobalMaxPool2D(), "Pooling", "global max pool"),
+    (lambda: nn.Activation('softrelu'), "Activation", "act_type=softrelu"),
+    (lambda: nn.Conv2DTranspose(2, kernel_size=3), "Deconvolution", ""),
+], ids=["global_stats", "bn_axis", "global_max", "softrelu", "deconv"])
+def test_layers_outside_the_vocabulary_are_refused(layer, op, why):
+    net = nn.HybridSequential()
+    net.add(nn.Conv2D(4, kernel_size=3), layer())
+    message = refusal(net, (3, 8, 8))
+    assert f"op {op!r} in layer '1 ({net[1].name})'" in message and why in message
 
 
 def test_a_dense_layer_on_a_feature_map_without_flatten_is_refused():

@@ -16,11 +16,15 @@ Two ways to get the Symbol (mxnet 1.9.1):
   variable's name: parameters are matched by identity, not by value. Operators
   are named "node_<k>"; forward hooks tell which block ran each one (the ops
   between a call's inputs and its outputs, innermost call first), and they are
-  renamed in Gluon's style: "<block>_fwd" for a layer's first op,
-  "<block>_<op>_fwd" for its later ones ("conv0_activation_fwd"),
+  renamed in Gluon's style: "<block>_fwd" for an op that reads the block's own
+  parameters or runs in a block without children ("conv0_fwd", and
+  "conv0_relu_fwd" for the fused activation, a child block), and
   "<block>_<op><n>" for functional ops in a forward ("inception0_concat0").
+  MXNet records no op whose inputs are all outside the graph, so the input is
+  marked for gradients; an NDArray's `reshape` is recorded with its resolved
+  numbers, so the block is recorded at a second batch size as well.
 
-Shapes come from `infer_shape` on the graph's internals at batch 2 (so a
+Shapes come from `infer_shape` on the graph's internals at batch 2 (a symbolic
 reshape that hard-codes the batch is caught); every spec leaf's output shape is
 checked against MXNet's own. Weights are the parameters' arrays, already in the
 canonical layouts (OIHW, (out, in)), cast to the requested dtype; a parameter
@@ -56,6 +60,7 @@ class _Read:
         self.variables = variables
         self.ids = ids
         self.layers = layers
+        self.at_other_batch: Dict[int, Dict[str, str]] = {}  # recorded ops: their attributes at batch BATCH + 1
 
 
 def graph(model, input_shape, dtype: str = "float32") -> TracedGraph:
@@ -159,33 +164,50 @@ def _names(value) -> List[str]:
         return []
 
 
+def _record(model, batch: int, shape: Tuple[int, ...], hook=None):
+    """The input (marked for gradients, so that every op downstream of it is
+    recorded: MXNet records no op whose inputs are all outside the graph) and the
+    recorded graph of one run at `batch`."""
+    x = read.input_array(model, np.zeros((batch,) + shape))
+    x.attach_grad()
+    handles = [b.register_forward_hook(hook) for b in read.block_paths(model).values()] if hook else []
+    try:
+        with _imperative(model), autograd.record(train_mode=False):
+            out = model(x)
+    except mx.base.MXNetError as error:
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise UntraceableError(f"block {model.name!r} fails on a batch of {batch} ({first}): a spec holds for any "
+                               f"batch size; does the block hard-code one?") from error
+    finally:
+        for handle in handles:
+            handle.detach()
+    if isinstance(out, (list, tuple)):
+        raise UntraceableError(f"block {model.name!r} returns several outputs: a spec has one")
+    return x, autograd.get_symbol(out)
+
+
 def _recorded(model, shape: Tuple[int, ...]) -> _Read:
     """A plain Block run under autograd recording; each op attributed to the
-    innermost block call that computed it."""
+    innermost block call that computed it. An NDArray's `reshape` is recorded with
+    the shape it resolved to ((0, -1) becomes (batch, C*H*W)), so the block runs
+    at a second batch size too: a reshape that keeps the batch follows it."""
     paths = {id(b): path for path, b in read.block_paths(model).items()}
     calls: List[tuple] = []  # (block, names of its inputs, names of its outputs), innermost first
 
     def hook(block, inputs, output):
         calls.append((block, _names(inputs), _names(output)))
 
-    x = read.input_array(model, np.zeros((1,) + shape))
-    blocks = list(read.block_paths(model).values())
-    handles = [b.register_forward_hook(hook) for b in blocks]
-    try:
-        with _imperative(model), autograd.record(train_mode=False):
-            out = model(x)
-    finally:
-        for handle in handles:
-            handle.detach()
-    if isinstance(out, (list, tuple)):
-        raise UntraceableError(f"block {model.name!r} returns several outputs: a spec has one")
-    symbol = autograd.get_symbol(out)
+    x, symbol = _record(model, BATCH, shape, hook)
     variables: Dict[str, object] = {}
     for param in _params(model):
         if param.param._data is not None:  # an unused block's deferred parameters never exist
             variables.update({name: param for name in _names(param.param.data())})
     variables.update({name: INPUT for name in _names(x)})
     found = _Read(symbol, variables, {}, {})
+    other = json.loads(_record(model, BATCH + 1, shape)[1].tojson())["nodes"]
+    if [node["op"] for node in other] != [node["op"] for node in found.nodes]:
+        raise UntraceableError(f"block {model.name!r} runs different ops at batch sizes {BATCH} and {BATCH + 1}")
+    found.at_other_batch = {i: node.get("attrs") or {} for i, node in enumerate(other) if node["op"] != "null"}
     callers = _callers(found.nodes, calls)
     used: set = set()
     counts: Dict[tuple, int] = {}
@@ -240,7 +262,7 @@ def _shapes(found: _Read, shape: Tuple[int, ...]) -> Dict[int, Tuple[int, ...]]:
     for index, op_id in found.ids.items():
         graph["nodes"][index]["name"] = op_id
     internals = mx.sym.load_json(json.dumps(graph)).get_internals()
-    known = {"data": (BATCH,) + shape} if "data" in found.variables else {}
+    known: Dict[str, Tuple[int, ...]] = {}
     for node in found.nodes:
         role = found.variables.get(node["name"]) if node["op"] == "null" else None
         if role is INPUT:
@@ -276,7 +298,7 @@ def _op_node(found: _Read, index: int, values: Dict[int, str], shapes, dtype: st
         in_shapes.append(shapes[source])
     return OpNode(id=found.ids[index], op=node["op"], attrs=dict(node.get("attrs") or {}),
                   layer=found.layers[index], inputs=inputs, params=params, in_shapes=in_shapes,
-                  out_shape=shapes[index], dtype=dtype)
+                  out_shape=shapes[index], dtype=dtype, at_other_batch=found.at_other_batch.get(index))
 
 
 def _check_shape(node: OpNode, ops: List[TracedOp]) -> None:

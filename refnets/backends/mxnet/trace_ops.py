@@ -20,7 +20,7 @@ MXNet facts the mapping rests on (mxnet 1.9.1):
 from __future__ import annotations
 
 import ast
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Callable, Dict, List, Optional, Tuple, Union
 
@@ -57,7 +57,7 @@ class OpNode:
     in_shapes: List[Tuple[int, ...]]  # with the batch axis
     out_shape: Tuple[int, ...]
     dtype: str = "float32"
-    extra: Dict[str, object] = field(default_factory=dict)
+    at_other_batch: Optional[Dict[str, str]] = None  # a recorded op's attributes when run at batch size + 1
 
     def refuse(self, detail: str = ""):
         return untraceable(self.op, self.layer, detail)
@@ -246,7 +246,10 @@ def _pool(node: OpNode) -> Result:
 def _concat(node: OpNode) -> Result:
     if node.attr("dim", 1) != 1:
         raise node.refuse(f"a concat along dim {node.attrs['dim']}: the vocabulary concatenates channels (dim 1)")
-    return [TracedOp(node.id, tuple(node.data(len(node.inputs))), merge="concat")]
+    sources = node.data(len(node.inputs))
+    if len(sources) == 1:
+        return Alias(sources[0])
+    return [TracedOp(node.id, tuple(sources), merge="concat")]
 
 
 @converts("elemwise_add", "_plus", "_Plus", "_add", "broadcast_add", "add_n", "ElementWiseSum", "_grad_add")
@@ -271,6 +274,10 @@ def _reshape(node: OpNode) -> Result:
     if tuple(node.out_shape) == tuple(node.in_shapes[0]):
         return Alias(node.data()[0])
     keeps_batch = len(shape) == 2 and shape[0] in (0, -1) and not node.attr("reverse", False)
+    if node.at_other_batch is not None:  # recorded: NDArray.reshape resolved the shape at each batch size
+        other = tuple(ast.literal_eval(node.at_other_batch.get("shape", "()")))
+        keeps_batch = keeps_batch or (len(shape) == len(other) == 2 and shape[0] == batch
+                                      and other == (batch + 1, shape[1]))
     if node.rank == 4 and keeps_batch and tuple(node.out_shape) == (batch, int(np.prod(rest))):
         return [node.emit(S.Flatten())]
     raise node.refuse(f"a reshape to {shape}: the vocabulary reshapes only by flattening a feature map")
