@@ -19,7 +19,7 @@ from typing import Dict, List, Optional
 from refnets import rules
 from refnets import spec as S
 
-from .align import Alignment, Placed, align
+from .align import Alignment, Placed, align, normalised
 
 NOUNS = {"conv": "conv", "dense": "dense layer", "batchnorm": "BatchNorm", "activation": "activation",
          "pool": "pool", "pad": "zero pad", "reshape": "flatten", "shared": "shared layer"}
@@ -39,6 +39,7 @@ class Difference:
     copyable: bool
     kind: str = ""
     training_only: bool = False
+    alone: str = ""  # the line when it is the only one of its group ("" : "<where>: <detail>")
 
 
 @dataclass
@@ -67,7 +68,7 @@ class StructuralDiff:
         lines = []
         for (_, detail), members in groups.items():
             if len(members) == 1:
-                lines.append(f"{members[0].where or '<input>'}: {detail}")
+                lines.append(members[0].alone or f"{members[0].where or '<input>'}: {detail}")
                 continue
             noun = NOUNS.get(members[0].kind, members[0].kind)
             total = self.totals.get(members[0].kind, 0)
@@ -125,8 +126,12 @@ def _one_side(placed: Placed, before: Optional[Placed], side: str) -> Difference
     if isinstance(placed.node, S.Activation) and placed.node.kind == "relu":
         what = "ReLU"
     after = f" after {before.path}" if before is not None else " at the start"
-    detail = f"no {what}{after} in the port" if side == "ref" else f"an extra {what}{after} in the port"
-    return Difference(f"{side}-only:{what}", placed.path, detail, not rules.has_params(placed.node), kind)
+    if side == "ref":
+        detail, alone = f"no {what} in the port where the reference has one", f"no {what}{after} in the port"
+    else:
+        detail, alone = f"an extra {what} in the port", f"an extra {what}{after} in the port"
+    return Difference(f"{side}-only:{what}", placed.path, detail, not rules.has_params(placed.node), kind,
+                      alone=alone)
 
 
 def _pad_then_pool(differences: List[Difference]) -> List[Difference]:
@@ -146,6 +151,7 @@ def _pad_then_pool(differences: List[Difference]) -> List[Difference]:
 
 def structural_diff(reference: S.ModelSpec, port: S.ModelSpec) -> StructuralDiff:
     """What differs between the reference spec and the port's, summarised."""
+    reference, port = normalised(reference), normalised(port)
     alignment = align(reference.root, port.root)
     result = StructuralDiff(alignment=alignment)
     result.totals = dict(Counter(rules.kind(n) for _, n in reference.walk() if not isinstance(n, S.CONTAINERS)))

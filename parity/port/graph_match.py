@@ -18,7 +18,7 @@ from refnets import spec as S
 from refnets.native import NativeLayer
 
 from .diff import StructuralDiff, structural_diff
-from .match import Mapping, reference_layers
+from .match import Mapping, reference_layers, shapes_text
 
 NEUTRAL_VALUE = {"bias": 0.0, "weight": 1.0, "running_mean": 0.0, "running_var": 1.0}
 
@@ -31,17 +31,21 @@ def graph_mapping(spec: S.ModelSpec, traced, user_layers: List[NativeLayer]):
     by_name = {u.name: u for u in user_layers}
     mapping = Mapping()
     taken = set()
+    why = {d.where: d.detail for d in diff.differences}
     for a, b in diff.alignment.pairs:
         if a.path not in refs or not rules.has_params(b.node) or rules.kind(a.node) != rules.kind(b.node):
             continue
         user = by_name.get(traced.owners.get(b.path, ""))
-        if user is None or user.name in taken or not _fits(refs[a.path], user):
+        if user is None or user.name in taken:
+            continue
+        if not _fits(refs[a.path], user):
+            why[a.path] = (f"expected a {refs[a.path].kind} layer with {shapes_text(refs[a.path].params)}; the port "
+                           f"layer at its place, '{user.name}' ({user.type_name}), has {shapes_text(user.params)}")
             continue
         taken.add(user.name)
         mapping.pairs.append((refs[a.path], user))
     paired = {r.path for r, _ in mapping.pairs}
-    why = {d.where: d.detail for d in diff.differences}
-    mapping.unmatched_ref = [(r, why.get(r.path, "no aligned layer of the same kind and shapes in the port"))
+    mapping.unmatched_ref = [(r, why.get(r.path, "no aligned layer of the same kind in the port"))
                              for path, r in refs.items() if path not in paired]
     mapping.unmatched_user = [(u, "no aligned reference layer") for u in user_layers if u.name not in taken]
     return mapping, diff

@@ -66,7 +66,7 @@ def _normal(name: str) -> str:
     return ".".join(t for t in re.split(r"[^0-9a-z]+", name.lower()) if t)
 
 
-def _shapes_text(params: Dict[str, Tuple[int, ...]]) -> str:
+def shapes_text(params: Dict[str, Tuple[int, ...]]) -> str:
     return ", ".join(f"{role} {'x'.join(map(str, shape))}" for role, shape in sorted(params.items())) or "none"
 
 
@@ -93,11 +93,11 @@ def match(ref_layers: List[RefLayer], user_layers: List[NativeLayer]) -> Mapping
 
 
 def _why_unmatched(ref: RefLayer, free: List[NativeLayer], ref_layers, user_layers) -> str:
-    expected = f"expected a {ref.kind} layer with {_shapes_text(ref.params)}"
+    expected = f"expected a {ref.kind} layer with {shapes_text(ref.params)}"
     same_kind = [u for u in free if u.kind == ref.kind]
     if same_kind:
         near = min(same_kind, key=lambda u: _shape_distance(u.params, ref.params))
-        return f"{expected}; nearest unmatched: '{near.name}' ({near.type_name}) with {_shapes_text(near.params)}"
+        return f"{expected}; nearest unmatched: '{near.name}' ({near.type_name}) with {shapes_text(near.params)}"
     ours = Counter(r.kind for r in ref_layers)[ref.kind]
     theirs = Counter(u.kind for u in user_layers)[ref.kind]
     return f"{expected}; none left (the reference has {ours} {ref.kind} layers, the port {theirs})"
@@ -110,8 +110,8 @@ def _shape_distance(a: Dict[str, tuple], b: Dict[str, tuple]) -> int:
 
 def _why_extra(user: NativeLayer) -> str:
     if user.kind == "other":
-        return f"parameters of a {user.type_name} ({_shapes_text(user.params)}) are not a conv, dense or BatchNorm"
-    return f"no reference {user.kind} layer with {_shapes_text(user.params)} is left"
+        return f"parameters of a {user.type_name} ({shapes_text(user.params)}) are not a conv, dense or BatchNorm"
+    return f"no reference {user.kind} layer with {shapes_text(user.params)} is left"
 
 
 def assignment(mapping: Mapping, weights: Dict[str, np.ndarray]) -> Dict[str, Dict[str, np.ndarray]]:

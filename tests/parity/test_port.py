@@ -10,6 +10,9 @@ import pytest
 import parity
 from parity.cli import main
 from parity.port import match as port_match
+from parity.port import run as port_run
+from parity.reports import port as port_report
+from refnets.trace import UntraceableError
 from refnets.native import NativeLayer, Slot
 
 from conftest import INSTALLED
@@ -70,7 +73,7 @@ def test_unmatched_layers_are_reported_with_the_nearest_candidate():
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_resnet50v2_example_port_matches(dtype):
     result = parity.run_port("resnet50v2", f"{RESNET}:build", "torch", input_shape=SMALL, dtype=dtype)
-    assert result.passed, parity.port_report.text(result)
+    assert result.passed, port_report.text(result)
     assert len(result.mapping.pairs) == 103 and not result.unused
     assert result.comparison.max_rel <= result.rtol
 
@@ -158,10 +161,25 @@ def test_a_difference_after_the_last_mapped_layer_is_said_so(tmp_path, capsys):
 
 
 @needs_torch
-def test_confused_same_shaped_layers_are_reassigned_by_their_inputs(monkeypatch):
+def test_graph_position_keeps_same_shaped_layers_apart():
     """A bottleneck's last 1x1 conv and its projection shortcut have the same
-    shapes; a first mapping that swaps them is settled by the layers' inputs."""
+    shapes; matched by graph position, each gets its own weights."""
+    result = parity.run_port("resnet50v2", f"{RESNET}:build", "torch", input_shape=SMALL)
+    assert result.passed and result.matched_by == "graph position" and result.reassigned == 0
+    assert result.mapping.user_for("conv2.block1.res.0_conv").name == "stage1.0.shortcut"
+    assert result.mapping.user_for("conv2.block1.res.body.3_conv").name == "stage1.0.conv3"
+
+
+@needs_torch
+def test_confused_same_shaped_layers_are_reassigned_by_their_inputs(monkeypatch):
+    """Where the port cannot be traced, weights are matched by order and shape; a
+    first mapping that swaps two same-shaped layers is settled by their inputs."""
     original = port_match.match
+
+    def untraceable(*args, **kwargs):
+        raise UntraceableError("cannot trace op 'demo'")
+
+    monkeypatch.setattr(port_run, "trace", untraceable)
 
     def confused(ref_layers, user_layers):
         mapping = original(ref_layers, user_layers)
@@ -170,7 +188,7 @@ def test_confused_same_shaped_layers_are_reassigned_by_their_inputs(monkeypatch)
 
     monkeypatch.setattr(port_match, "match", confused)
     result = parity.run_port("resnet50v2", f"{RESNET}:build", "torch", input_shape=SMALL)
-    assert result.passed and result.reassigned == 1
+    assert result.passed and result.reassigned == 1 and "could not be traced: cannot trace op 'demo'" in result.matched_by
     assert result.mapping.user_for("conv2.block1.res.0_conv").name == "stage1.0.shortcut"
 
 
@@ -264,7 +282,8 @@ def test_a_keras_port_whose_shapes_differ_names_the_unmatched_layers(tmp_path):
     result = parity.run_port("lenet", port, "keras")
     assert not result.passed and result.comparison is None
     (ref, why), = result.mapping.unmatched_ref
-    assert ref.path == "fc1" and "weight 120x400" in why and "'f5' (Dense) with bias 120, weight 120x256" in why
+    assert ref.path == "fc1" and "weight 120x400" in why and "'f5' (Dense), has bias 120, weight 120x256" in why
+    assert "conv1: padding (2, 2, 2, 2) vs (0, 0, 0, 0)" in port_report.text(result)
 
 
 @needs_mxnet
