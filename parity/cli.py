@@ -151,7 +151,7 @@ def main(argv=None) -> int:
         _check_flags(args, mode)
         if args.from_ and not args.port:
             return _run_traced(args, mode, progress)
-        if is_callable_ref(args.model):
+        if is_callable_ref(args.model) and not args.from_:
             raise ParityUsageError(f"{args.model} names your own model: say its framework with --from "
                                    f"{'|'.join(catalog.frameworks_with('read'))}")
         if args.port:

@@ -1,9 +1,12 @@
 """python -m refnets list
 python -m refnets summary MODEL [--input-shape C,H,W] [--option KEY=VALUE ...]
 python -m refnets export MODEL [--option KEY=VALUE ...] --out model.json
+python -m refnets trace MODULE:CALLABLE --from torch|mxnet|keras [--input-shape C,H,W]
+                        --out model.json [--weights weights.safetensors]
 
-MODEL is a zoo model's name (see `list`) or a spec file (a path ending in .json,
-as `export` writes it)."""
+MODEL is a zoo model's name (see `list`), a spec file (a path ending in .json,
+as `export` writes it), or MODULE:CALLABLE with --from FRAMEWORK: your own model
+(CALLABLE() returns it; MODULE is a dotted module or a .py file), traced."""
 
 from __future__ import annotations
 
@@ -12,10 +15,21 @@ import os
 import sys
 
 from . import models, registry, shapes, specfile
+from . import spec as S
+from .backends import BackendUnavailableError, UnknownBackendError
+from .trace import FRAMEWORKS
 from .cliargs import parse_option, parse_shape
 from .describe import summary
 
-MODEL_HELP = "a zoo model's name (see list) or a spec file (.json, as export writes it)"
+MODEL_HELP = ("a zoo model's name (see list), a spec file (.json, as export writes it), or MODULE:CALLABLE with "
+              "--from")
+FROM_HELP = "MODEL is MODULE:CALLABLE returning your own model in this framework: trace it"
+
+TRACE_HELP = """Trace your own model into the spec: its real graph is read (torch.export, the
+Keras layer graph, the MXNet symbol or recorded autograd graph), every op mapped to
+the vocabulary (or one message naming the op, its layer and what the vocabulary
+offers), and the graph written as Sequential / Parallel nodes. --out writes the
+spec file; --weights the model's own weights in the canonical layout."""
 OPTION_HELP = "zoo model option, e.g. num_classes=10 (repeatable; a spec file takes none)"
 
 SUMMARY_HELP = """A per-node table: output shape, parameters, multiply-accumulates.
@@ -46,6 +60,17 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--input-shape", type=parse_shape, metavar="C,H,W", help="default: the model's")
     s.add_argument("--option", type=parse_option, action="append", default=[], metavar="KEY=VALUE", help=OPTION_HELP)
     s.add_argument("--containers", action="store_true", help="also list Sequential/Parallel nodes")
+    s.add_argument("--from", dest="from_", choices=FRAMEWORKS, metavar="FRAMEWORK", help=FROM_HELP)
+    t = sub.add_parser("trace", help="trace your own model into a spec file", description=TRACE_HELP,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    t.add_argument("model", metavar="MODULE:CALLABLE")
+    t.add_argument("--from", dest="from_", choices=FRAMEWORKS, metavar="FRAMEWORK", required=True,
+                   help="torch, mxnet or keras")
+    t.add_argument("--input-shape", type=parse_shape, metavar="C,H,W", help="needed unless the model records it "
+                                                                            "(a built Keras model does)")
+    t.add_argument("--dtype", choices=("float32", "float64"), default="float32")
+    t.add_argument("--out", required=True, metavar="FILE.json", help="where to write the spec file")
+    t.add_argument("--weights", metavar="FILE", help="also write the model's weights (.safetensors or .npz)")
     e = sub.add_parser("export", help="write a model's spec as a JSON file", description=EXPORT_HELP,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     e.add_argument("model", help=MODEL_HELP)
@@ -65,6 +90,32 @@ def _export(args) -> None:
           f"{'x'.join(map(str, model.input_shape))}")
 
 
+def _trace(args) -> None:
+    from . import weights
+    from .trace.user import load_and_trace
+
+    if not specfile.looks_like_spec_file(args.out):
+        raise ValueError(f"--out {args.out}: a spec file's name ends in .json (so MODEL arguments recognise it)")
+    print(f"tracing {args.model} ({args.from_}) ...", file=sys.stderr, flush=True)
+    traced = load_and_trace(args.model, args.from_, args.input_shape, args.dtype).traced
+    specfile.save(traced.spec, args.out)
+    counts = shapes.counts(traced.spec)
+    leaves = sum(1 for _, node in traced.spec.walk() if not isinstance(node, S.CONTAINERS))
+    print(f"wrote {args.out} ({os.path.getsize(args.out):,} bytes): {traced.spec.name}, {leaves} nodes, "
+          f"{counts.trainable:,} trainable params, input {'x'.join(map(str, traced.spec.input_shape))}")
+    if args.weights:
+        weights.save(args.weights, traced.weights)
+        print(f"wrote {args.weights} ({os.path.getsize(args.weights):,} bytes): {len(traced.weights)} arrays")
+
+
+def _summary_model(args):
+    if args.from_:
+        from .trace.user import load_and_trace
+
+        return load_and_trace(args.model, args.from_, args.input_shape).traced.spec
+    return models.resolve(args.model, input_shape=args.input_shape, options=dict(args.option))
+
+
 def main(argv=None) -> int:
     args = parser().parse_args(argv)
     if args.command == "list":
@@ -75,10 +126,12 @@ def main(argv=None) -> int:
     try:
         if args.command == "export":
             _export(args)
+        elif args.command == "trace":
+            _trace(args)
         else:
-            model = models.resolve(args.model, input_shape=args.input_shape, options=dict(args.option))
-            print(summary(model, containers=args.containers))
-    except (registry.UnknownModelError, registry.BadOptionError, ValueError, OSError) as err:
+            print(summary(_summary_model(args), containers=args.containers))
+    except (registry.UnknownModelError, registry.BadOptionError, ValueError, OSError, BackendUnavailableError,
+            UnknownBackendError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     return 0

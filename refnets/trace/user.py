@@ -32,7 +32,11 @@ def default_input_shape(model) -> Optional[Tuple[int, int, int]]:
 
 
 def model_name(reference: str) -> str:
-    return reference.rpartition(":")[2] or "traced"
+    """A traced model's name: its module's (a file's stem, a dotted module's last part)."""
+    module = reference.rpartition(":")[0]
+    stem = module.replace("\\", "/").rsplit("/", 1)[-1]
+    stem = stem[:-3] if stem.endswith(".py") else stem.rsplit(".", 1)[-1]
+    return stem or "traced"
 
 
 def load_and_trace(reference, framework: str, input_shape=None, dtype: str = "float32",
