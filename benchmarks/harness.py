@@ -214,7 +214,6 @@ def summarise(model: str, raw: dict) -> Optional[dict]:
     # The same run without the forced localisation (what a run whose backends all agree does by default).
     without = total - parity["localise"]
     overhead_without = without - irreducible["total"]
-    rss = [r["peak_rss_mb"] for r in runs]
     return {"parity": parity, "alone": alone, "irreducible": irreducible,
             "overhead_s": overhead, "overhead_frac": overhead / total,
             "overhead_without_localise_s": overhead_without, "overhead_without_localise_frac": overhead_without / without,

@@ -12,6 +12,10 @@ confirmed numerically before it is named, never guessed from attributes alone:
   reproduces the port's output;
 - a -inf vs zero pad (or another pooling convention) between two mapped layers:
   the reference model with that pool changed reproduces the port's input;
+- a missing or an extra activation, concat branches in another order (the
+  structural diff names these where the structures show them; where they do not,
+  as two concat branches of the same shape, the numbers do): the reference with
+  that change reproduces the port's input;
 - a channels-last flatten: the port's dense input is the reference feature map
   flattened in H, W, C order.
 """
@@ -19,6 +23,7 @@ confirmed numerically before it is named, never guessed from attributes alone:
 from __future__ import annotations
 
 import dataclasses
+from itertools import chain, permutations
 from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional, Tuple
 
@@ -33,7 +38,8 @@ from .match import Mapping, RefLayer
 
 @dataclass(frozen=True)
 class Diagnosis:
-    kind: str  # stride | padding | batchnorm_eps | pool_padding | pool_mode | flatten_order | inside | between
+    kind: str  # stride | padding | batchnorm_eps | pool_padding | pool_mode | flatten_order | missing_activation
+    #            | extra_activation | concat_order | inside | between
     message: str
 
     def as_dict(self) -> dict:
@@ -226,6 +232,28 @@ def _pool_edits(ev: Evidence, path: str):
                S.replace(root, path, lambda n: flipped))
 
 
+def _structure_edits(ev: Evidence, path: str):
+    """(kind, description, edited spec) for the structural slips of a port at
+    `path`: an activation left out or added, concat branches in another order."""
+    node, root = ev.nodes[path], ev.spec.root
+    if isinstance(node, S.Activation):
+        yield ("missing_activation", f"a missing activation: the port has no {node.kind} where the reference runs "
+                                     f"'{path}'", S.replace(root, path, lambda n: S.Identity(name=n.name)))
+    elif path and not isinstance(node, (S.Activation, S.Identity, S.Dropout)):
+        for kind in ("relu", "sigmoid", "tanh"):
+            edited = S.replace(root, path, lambda n, k=kind: S.Sequential(name=n.name, children=(
+                dataclasses.replace(n, name="node"), S.Activation(name="extra", kind=k))))
+            yield ("extra_activation", f"an extra activation: the port applies a {kind} after what the reference "
+                                       f"runs as '{path}'", edited)
+    if isinstance(node, S.Parallel) and node.merge == "concat" and 1 < len(node.branches) <= 4:
+        for order in permutations(range(len(node.branches))):
+            if order != tuple(range(len(node.branches))):
+                edited = S.replace(root, path, lambda n, o=order: dataclasses.replace(
+                    n, branches=tuple(n.branches[i] for i in o)))
+                yield ("concat_order", f"a concat order: the port concatenates the branches of '{path}' in the "
+                                       f"order {', '.join(map(str, order))}", edited)
+
+
 def _between(ev: Evidence, ref: RefLayer) -> List[str]:
     """Reference nodes run after the previous mapped node and up to `ref`."""
     mapped = {r.path for r, _ in ev.mapping.pairs}
@@ -239,7 +267,7 @@ def _pool_convention(ev: Evidence, ref: RefLayer, user_in: np.ndarray, suspects:
     if source is None:
         return None
     for path in suspects:
-        for kind, message, edited in _pool_edits(ev, path):
+        for kind, message, edited in chain(_pool_edits(ev, path), _structure_edits(ev, path)):
             try:
                 candidate = ev.rerun(S.ModelSpec(name=ev.spec.name, root=edited, input_shape=ev.spec.input_shape),
                                      source)

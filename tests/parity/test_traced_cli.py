@@ -100,6 +100,7 @@ def test_a_missing_relu_in_the_port_is_named_before_the_forward_and_the_run_goes
     assert code == 1
     assert re.search(r"no ReLU after dense\d+_fwd in the port", out), out  # Gluon numbers its layers per process
     assert "port vs mxnet" in out  # copyable: the numbers are shown too
+    assert "diagnosis (missing_activation): a missing activation: the port has no relu" in out
 
 
 @needs
@@ -109,3 +110,38 @@ def test_a_kernel_size_difference_stops_after_the_diff(tmp_path, capsys):
     out = capsys.readouterr().out
     assert code == 1
     assert "kernel 5x5 vs 3x3" in out and "cannot be copied onto the port: no forward pass" in out
+
+
+CONCAT = """
+import torch
+from torch import nn
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.a = nn.Conv2d(3, 4, 3, padding=1)
+        self.b = nn.Conv2d(3, 4, 1)
+        self.head = nn.Conv2d(8, 2, 1)
+
+    def forward(self, x):
+        return self.head(torch.cat([ORDER], dim=1)).mean((2, 3))
+
+
+def build():
+    return Net()
+"""
+
+
+@needs
+def test_a_concat_order_the_structure_cannot_show_is_found_by_the_numbers(tmp_path, capsys):
+    paths = {}
+    for name, order in (("ref", "self.a(x), self.b(x)"), ("port", "self.b(x), self.a(x)")):
+        paths[name] = tmp_path / f"{name}.py"
+        paths[name].write_text(CONCAT.replace("ORDER", order))
+    code = parity_main([f"{paths['ref']}:build", "--from", "torch", "--input-shape", "3,8,8",
+                        "--port", f"{paths['port']}:build", "--port-backend", "torch", "--quiet"])
+    out = capsys.readouterr().out
+    assert code == 1
+    assert "diagnosis (concat_order)" in out and "in the order 1, 0" in out, out
