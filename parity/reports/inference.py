@@ -36,8 +36,9 @@ def _timing_rows(result: ParityResult):
 
 def localisation_lines(result: ParityResult, all_nodes: bool) -> List[str]:
     lines = []
-    against = result.localised_against or result.reference
-    if result.localised_against:
+    localised_against = getattr(result, "localised_against", None)  # the training runs' results share these lines
+    against = localised_against or result.reference
+    if localised_against:
         lines.append(f"(per node against the spec built in {against}: your own model has no captures by spec path)")
     for name in result.backends[1:]:
         loc = result.results[name].localisation
