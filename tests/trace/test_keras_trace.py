@@ -250,36 +250,6 @@ class floatx:
         keras.config.set_dtype_policy(self.previous[1])
 
 
-def new_vocabulary(graph):
-    """The spec features added for traced models that a graph uses."""
-    used = set()
-    owners = [op.owner for op in graph.ops if op.owner]
-    if len(owners) != len(set(owners)):
-        used.add("Shared")
-    for op in graph.ops:
-        if getattr(op.node, "padding", None) == "same":
-            used.add("'same' padding")
-        if getattr(op.node, "kind", None) == "softmax":
-            used.add("softmax")
-        if getattr(op.node, "keepdims", False):
-            used.add("GlobalAvgPool keepdims")
-    return sorted(used)
-
-
-def core_knows_new_vocabulary():
-    """Whether shape inference on main handles the new spec features yet (the
-    vocabulary work of branch wt-vocab)."""
-    from refnets import shapes
-    from refnets import spec as S
-    root = S.Sequential(children=(S.Conv2d(name="c", out_channels=2, kernel=(3, 3), stride=(2, 2), padding=S.SAME),
-                                  S.Shared(name="again", target="c"), S.Activation(name="s", kind="softmax"),
-                                  S.GlobalAvgPool(name="g", keepdims=True)))
-    try:
-        return shapes.output_shape(S.ModelSpec(name="probe", root=root, input_shape=(2, 7, 7))) == (2, 1, 1)
-    except Exception:  # noqa: BLE001 (any failure means: not there yet)
-        return False
-
-
 MODELS = {"bottleneck": (bottleneck_model, (3, 32, 32)), "subclassed_blocks": (residual_blocks_model, (3, 16, 16)),
           "sequential_cnn": (tutorial_cnn, (1, 28, 28)), "shared_conv": (shared_conv_model, (3, 12, 12)),
           "nested_cnn": (nested_cnn, (3, 20, 20)), "subclassed_model": (subclassed_model, (3, 16, 16)),
@@ -297,17 +267,10 @@ def test_the_traced_spec_reproduces_the_native_model(model_name, backend, dtype)
     reference = np.asarray(model(x.transpose(0, 2, 3, 1), training=False))
     if reference.ndim == 4:
         reference = reference.transpose(0, 3, 1, 2)
-    needs = new_vocabulary(keras_trace.graph(model, shape, dtype))
-    try:
-        traced = trace(model, "keras", shape, dtype)
-        impl = backends.get(backend)
-        net = impl.build(traced.spec, dtype)
-        impl.set_weights(net, traced.weights)
-        out, _ = impl.forward(net, x)
-    except Exception as error:
-        if needs and (isinstance(error, backends.UnsupportedNodeError) or not core_knows_new_vocabulary()):
-            pytest.skip(f"needs {', '.join(needs)} (the vocabulary work of branch wt-vocab), which the {backend} "
-                        f"backend cannot run here: {type(error).__name__}: {str(error)[:200]}")
-        raise
+    traced = trace(model, "keras", shape, dtype)
+    impl = backends.get(backend)
+    net = impl.build(traced.spec, dtype)
+    impl.set_weights(net, traced.weights)
+    out, _ = impl.forward(net, x)
     assert out.shape == reference.shape
     assert relative_error(out, reference) <= TOLERANCE[dtype]

@@ -194,16 +194,6 @@ def assert_weights_are_the_blocks(graph, model, dtype="float32"):
     assert checked > 0
 
 
-NEW_VOCABULARY = "Shared, softmax and GlobalAvgPool(keepdims=True) need the vocabulary work of branch wt-vocab"
-
-
-def uses_new_vocabulary(graph):
-    owners = [op.owner for op in graph.ops if op.weights]
-    return (len(owners) != len(set(owners))
-            or any(isinstance(op.node, S.Activation) and op.node.kind == "softmax" for op in graph.ops)
-            or any(isinstance(op.node, S.GlobalAvgPool) and op.node.keepdims for op in graph.ops))
-
-
 # ----------------------------------------------------------------------- graphs
 
 
@@ -385,17 +375,11 @@ def test_the_traced_spec_reproduces_the_native_block(model_name, backend, dtype)
     model = ready(make(), shape, dtype=dtype)
     x = seeded_input(shape, batch=2, dtype=dtype)
     reference = model(nd.array(x, dtype=dtype)).asnumpy()
-    pending = uses_new_vocabulary(traced_graph(model, shape, dtype))
-    try:
-        traced = trace(model, "mxnet", shape, dtype=dtype)
-        impl = backends.get(backend)
-        net = impl.build(traced.spec, dtype)
-        impl.set_weights(net, traced.weights)
-        out, _ = impl.forward(net, x)
-    except Exception as error:  # noqa: BLE001 - a backend without the new node types fails its own way
-        if pending:
-            pytest.skip(f"{NEW_VOCABULARY}; the {backend} backend: {type(error).__name__}: {str(error)[:200]}")
-        raise
+    traced = trace(model, "mxnet", shape, dtype=dtype)
+    impl = backends.get(backend)
+    net = impl.build(traced.spec, dtype)
+    impl.set_weights(net, traced.weights)
+    out, _ = impl.forward(net, x)
     out = np.asarray(out)
     assert out.shape == reference.shape
     assert relative_error(out, reference) <= TOLERANCE[dtype]

@@ -235,16 +235,6 @@ def assert_weights_are_the_models(graph, model, dtype="float32"):
     assert checked > 0
 
 
-NEW_VOCABULARY = "Shared, softmax and GlobalAvgPool(keepdims=True) need the vocabulary work of branch wt-vocab"
-
-
-def uses_new_vocabulary(graph):
-    owners = [op.owner for op in graph.ops if op.owner]
-    return (len(owners) != len(set(owners))
-            or any(isinstance(op.node, S.Activation) and op.node.kind == "softmax" for op in graph.ops)
-            or any(isinstance(op.node, S.GlobalAvgPool) and op.node.keepdims for op in graph.ops))
-
-
 def end_to_end(model, shape, dtype):
     """{backend: relative error} of the traced spec built in every installed backend
     (and the numpy reference) against the native model's own output."""
@@ -254,24 +244,13 @@ def end_to_end(model, shape, dtype):
     x = seeded_input(shape, batch=2, dtype=dtype)
     with torch.no_grad():
         ref = native(torch.from_numpy(x)).numpy()
-    try:
-        traced = trace(model, "torch", shape, dtype=dtype)
-    except UntraceableError as error:
-        if uses_new_vocabulary(traced_graph(model, shape, dtype)):
-            pytest.skip(f"{NEW_VOCABULARY}: {error}")
-        raise
-    pending = uses_new_vocabulary(traced_graph(model, shape, dtype))
+    traced = trace(model, "torch", shape, dtype=dtype)
     errors = {}
     for name in INSTALLED + ["numpy"]:
         backend = backends.get(name)
-        try:
-            net = backend.build(traced.spec, dtype)
-            backend.set_weights(net, traced.weights)
-            out, _ = backend.forward(net, x)
-        except Exception as error:  # noqa: BLE001 - a backend without the new node types fails its own way
-            if pending or isinstance(error, backends.UnsupportedNodeError):
-                pytest.skip(f"{NEW_VOCABULARY}; the {name} backend: {type(error).__name__}: {error}")
-            raise
+        net = backend.build(traced.spec, dtype)
+        backend.set_weights(net, traced.weights)
+        out, _ = backend.forward(net, x)
         errors[name] = relative_error(np.asarray(out), ref)
     return errors
 
