@@ -61,8 +61,10 @@ def import_backends(result, chosen: List[str], say: Progress) -> Dict[str, objec
     for name in chosen:
         say(f"importing {name}")
         with timed(result, "import", name):
-            impls[name] = B.get(name)
+            impls[name] = B.get(name, tf32=result.tf32)
         result.versions.update(impls[name].versions())
+        if impls[name].device != "cpu":
+            result.devices[name] = impls[name].describe_device()
     result.versions.update(environment_versions())
     return impls
 
