@@ -13,6 +13,10 @@ from typing import Dict
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
 
+from refnets.backends.coexist import load_triton_before_tensorflow  # noqa: E402
+
+load_triton_before_tensorflow()  # torch's triton after TensorFlow >= 2.20 segfaults
+
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from keras import ops  # noqa: E402,F401 (shared by the package's modules)
