@@ -32,6 +32,7 @@ class ZooRecord:
     install: str
 
 
+_KERAS_INSTALL = "pip install 'refnets[tensorflow]' (or 'refnets[keras]' beside the TensorFlow you have)"
 _FRAMEWORKS = ("inference", "capture", "gradients", "training", "read")
 
 BACKENDS: Dict[str, BackendRecord] = {record.name: record for record in (
@@ -39,7 +40,9 @@ BACKENDS: Dict[str, BackendRecord] = {record.name: record for record in (
                   zoo="torchvision", devices=("cpu", "cuda")),
     BackendRecord("mxnet", "refnets.backends.mxnet", "mxnet", "pip install 'refnets[mxnet]'", _FRAMEWORKS,
                   zoo="gluon"),
-    BackendRecord("keras", "refnets.backends.keras", "keras", "pip install 'refnets[keras]'", _FRAMEWORKS,
+    # Keras 3 runs here on TensorFlow: TensorFlow present means the backend is (TF >= 2.16
+    # requires Keras 3); Keras alone is not enough.
+    BackendRecord("keras", "refnets.backends.keras", "tensorflow", _KERAS_INSTALL, _FRAMEWORKS,
                   zoo="keras"),
     # The framework-free reference: numpy interprets the spec. Opt-in (--backends numpy,...),
     # so a plain parity run still compares the frameworks with each other.
@@ -48,7 +51,7 @@ BACKENDS: Dict[str, BackendRecord] = {record.name: record for record in (
 )}
 
 ZOOS: Dict[str, ZooRecord] = {record.name: record for record in (
-    ZooRecord("keras", "keras.applications", "keras", "keras", "pip install 'refnets[keras]'"),
+    ZooRecord("keras", "keras.applications", "keras", "tensorflow", _KERAS_INSTALL),
     ZooRecord("gluon", "gluon.model_zoo", "mxnet", "mxnet", "pip install 'refnets[mxnet]'"),
     ZooRecord("torchvision", "torchvision", "torch", "torchvision",
               "pip install torchvision (the build matching your torch)"),

@@ -5,7 +5,7 @@ At 224x224, batch 1, every zoo model listed in the default plan runs against ONE
 backend (spread over the three), and one model per zoo against all three; the
 remaining VGGs (100M+ parameters, ~30 s each) are measured by
 `python -m benchmarks.conformance`. REFNETS_FULL_CONFORMANCE=1 runs every zoo
-model against every backend.
+model against every backend. torchvision: test_torchvision.py.
 """
 
 import dataclasses
@@ -55,7 +55,6 @@ PLAN = [
 ]
 MEASURED_ONLY = [("keras", "VGG19"), ("gluon", "vgg11"), ("gluon", "vgg13"), ("gluon", "vgg16"), ("gluon", "vgg19"),
                  ("gluon", "vgg13_bn"), ("gluon", "vgg16_bn"), ("gluon", "vgg19_bn")]
-TORCHVISION = [e.native for e in Z.ZOOS["torchvision"]]
 
 
 def _zoo_installed(zoo):
@@ -346,13 +345,7 @@ def test_torchvision_googlenet_aux_heads_are_skipped():
     assert sorted(Z.from_torchvision(state, "googlenet")) == sorted(weights)
 
 
-@pytest.mark.parametrize("native", TORCHVISION)
-def test_torchvision_zoo_model_conforms(native):
-    pytest.importorskip("torchvision")
-    if native.startswith("vgg") and native not in ("vgg11",) and not FULL:
-        pytest.skip("the other VGGs are measured by benchmarks.conformance")
-    result = run_against(native, "torchvision", backends=INSTALLED[:1], batch=1)
-    assert result.passed, {b: r.comparison.max_rel for b, r in result.results.items() if r.comparison}
+# every torchvision model, float32 and float64, through the CLI: test_torchvision.py
 
 
 # ---------------------------------------------------------------------------- CLI
