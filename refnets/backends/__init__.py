@@ -42,7 +42,14 @@ def _import_package(name: str, module: str):
 
 def get(name: str) -> Backend:
     """The backend `name`, importing its framework now (BackendUnavailableError
-    with the install command when it is missing)."""
+    with the install command when it is missing); a `refnets.workers.WorkerBackend`
+    when `name` runs in a worker process (see `refnets.workers.config`)."""
+    from .. import workers
+
+    remote = workers.backend_for(check_name(name))
+    if remote is not None:
+        remote.hello()  # started, its framework imported (or the reason it could not be)
+        return remote
     if name not in _LOADED:
         package = _import_package(name, catalog.BACKENDS[check_name(name)].package)
         backend = package.BACKEND
@@ -62,8 +69,12 @@ def get_reader(name: str):
 
 
 def is_installed(name: str) -> bool:
-    """Whether the framework of `name` is installed, without importing it."""
-    return importlib.util.find_spec(catalog.BACKENDS[check_name(name)].framework) is not None
+    """Whether the framework of `name` is installed, without importing it, or an
+    interpreter is configured to run it in a worker (`refnets.workers.config`)."""
+    from .. import workers
+
+    return workers.is_configured(check_name(name)) or \
+        importlib.util.find_spec(catalog.BACKENDS[name].framework) is not None
 
 
 def installed() -> List[str]:
