@@ -14,15 +14,21 @@ sgd|momentum] [--lr LR] [--momentum M] ... : do they also learn the same way?
 (gradients; one training-mode step with its BatchNorm statistics; N optimiser
 steps. Dropout runs as identity; default batch 8 and float64, see the README)
 
+Backends in worker processes: --python NAME=PATH runs backend NAME in its own
+process in that interpreter (repeatable; also REFNETS_PYTHON="mxnet=/path/bin/python"
+or a [python] table in ./refnets.toml or ~/.config/refnets/config.toml); --workers
+runs every backend in its own process. A backend whose worker dies (a crash, out
+of memory, --worker-timeout) is reported as failed; the others still are.
+
 Exit codes: 0 all backends agree within tolerance, 1 some disagree, 2 usage or
-environment error."""
+environment error (a backend failed)."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
-from refnets import registry, zoo_import
+from refnets import registry, workers, zoo_import
 from refnets.cliargs import parse_option, parse_shape
 from refnets.trace.user import load_and_trace
 from refnets.userload import is_callable_ref
@@ -80,6 +86,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--option", type=parse_option, action="append", default=[], metavar="KEY=VALUE",
                    help="model option, e.g. num_classes=10 (repeatable)")
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    add_worker_flags(p)
     training = p.add_argument_group("training (instead of the inference comparison)")
     modes = training.add_mutually_exclusive_group()
     modes.add_argument("--grad", action="store_true",
@@ -102,6 +109,39 @@ def parser() -> argparse.ArgumentParser:
                           help="with --train-steps: also train the reference from weights one rounding unit apart "
                                "and report how far it drifts from itself per step (the verdict is unchanged)")
     return p
+
+
+def _python_pair(text: str):
+    name, sep, path = text.partition("=")
+    if not sep or not name.strip() or not path.strip():
+        raise argparse.ArgumentTypeError(f"{text!r}: give NAME=PATH, e.g. mxnet=/path/to/venv/bin/python")
+    return name.strip(), path.strip()
+
+
+def add_worker_flags(p: argparse.ArgumentParser) -> None:
+    group = p.add_argument_group("worker processes")
+    group.add_argument("--python", type=_python_pair, action="append", default=[], metavar="NAME=PATH",
+                       help="run backend NAME in a worker process in this interpreter, e.g. "
+                            "mxnet=/legacy/venv/bin/python (repeatable; overrides REFNETS_PYTHON and the config file)")
+    where = group.add_mutually_exclusive_group()
+    where.add_argument("--workers", dest="worker_mode", action="store_const", const="workers",
+                       help="run every backend in its own worker process (this interpreter unless --python names one)")
+    where.add_argument("--in-process", dest="worker_mode", action="store_const", const="in-process",
+                       help="run the backends without an interpreter of their own in this process "
+                            f"(the default{'' if workers.config.DEFAULT_MODE == 'in-process' else ' is --workers'})")
+    group.add_argument("--worker-timeout", type=float, metavar="SECONDS",
+                       help=f"seconds one step of a worker may take before it is killed and reported as failed "
+                            f"(default {workers.config.DEFAULT_TIMEOUT:g}, or {workers.config.ENV_TIMEOUT})")
+
+
+def configure_workers(args) -> None:
+    """The worker flags of this run (each run sets them afresh)."""
+    pythons = dict(args.python)
+    if len(pythons) != len(args.python):
+        raise ParityUsageError("--python names the same backend twice")
+    workers.configure(pythons)
+    workers.set_mode(args.worker_mode)
+    workers.config.set_timeout(args.worker_timeout)
 
 
 def _progress(message: str) -> None:
@@ -139,6 +179,13 @@ def _run_port(args, progress) -> int:
 
 def main(argv=None) -> int:
     args = parser().parse_args(argv)
+    try:
+        return _main(args)
+    finally:
+        workers.config.reset()  # the worker flags were this run's
+
+
+def _main(args) -> int:
     if args.list:
         print("\n".join(zoo_import.supported(args.against) if args.against else registry.list_models()))
         return 0
@@ -148,6 +195,7 @@ def main(argv=None) -> int:
     progress = None if args.quiet else _progress
     mode = "grad" if args.grad else "train" if args.train else "train-steps" if args.train_steps is not None else None
     try:
+        configure_workers(args)
         _check_flags(args, mode)
         if args.from_ and not args.port:
             return _run_traced(args, mode, progress)

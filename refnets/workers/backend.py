@@ -16,32 +16,13 @@ from __future__ import annotations
 
 import atexit
 import collections
-import os
 import weakref
 from typing import Dict, Optional, Tuple
 
 from ..backends.base import Backend, Gradients
+from . import config
 from . import process as P
 from .errors import BackendFailure
-
-DEFAULT_TIMEOUT = 600.0  # seconds per request (a VGG's float64 gradients on a slow machine take minutes)
-DEFAULT_STARTUP_TIMEOUT = 180.0  # importing TensorFlow on a loaded machine takes tens of seconds
-
-
-def env_seconds(variable: str, default: float) -> float:
-    text = os.environ.get(variable, "").strip()
-    if not text:
-        return default
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if value <= 0:
-        from .errors import WorkerConfigError
-
-        raise WorkerConfigError(f"{variable}={text!r}: give a number of seconds > 0")
-    return value
-
 
 class Connection:
     """A worker process plus the ids of dropped handles still to free there."""
@@ -89,9 +70,7 @@ class WorkerBackend(Backend):
                  timeout: Optional[float] = None, startup_timeout: Optional[float] = None):
         self.label, self.python, self.source, self.tf32 = label, python, source, tf32
         self.name = label.partition(":")[0]
-        self.timeout = timeout or env_seconds("REFNETS_WORKER_TIMEOUT", DEFAULT_TIMEOUT)
-        self.startup_timeout = startup_timeout or env_seconds("REFNETS_WORKER_STARTUP_TIMEOUT",
-                                                              DEFAULT_STARTUP_TIMEOUT)
+        self.timeout, self.startup_timeout = timeout, startup_timeout  # None: config's, read at each use
         self.connection: Optional[Connection] = None
 
     # ------------------------------------------------------------ the process
@@ -99,7 +78,8 @@ class WorkerBackend(Backend):
     def start(self) -> "WorkerBackend":
         """Starts the worker (if none is running) without waiting for it."""
         if self.connection is None or not self.connection.worker.alive:
-            self.connection = Connection(P.WorkerProcess(self.label, self.python, self.tf32, self.startup_timeout,
+            startup = self.startup_timeout or config.startup_timeout()
+            self.connection = Connection(P.WorkerProcess(self.label, self.python, self.tf32, startup,
                                                          source=self.source))
         return self
 
@@ -118,7 +98,7 @@ class WorkerBackend(Backend):
         if connection is not self.connection:
             worker = connection.worker
             raise worker.failure or BackendFailure(self.label, "was closed; this net lived in it", "", self.python)
-        return connection.call(op, arrays, self.timeout, **fields)
+        return connection.call(op, arrays, self.timeout or config.call_timeout(), **fields)
 
     @property
     def capabilities(self) -> Tuple[str, ...]:  # type: ignore[override]

@@ -40,7 +40,12 @@ class Interpreter(NamedTuple):
     source: str  # where it was configured, for messages: "--python", "REFNETS_PYTHON", a file, "--workers"
 
 
-_STATE = {"cli": {}, "mode": None, "loaded": None, "in_worker": False}
+ENV_TIMEOUT = "REFNETS_WORKER_TIMEOUT"  # seconds one request may take
+ENV_STARTUP_TIMEOUT = "REFNETS_WORKER_STARTUP_TIMEOUT"  # seconds a worker may take to import its framework
+DEFAULT_TIMEOUT = 600.0  # a VGG's float64 gradients on a slow, loaded machine take minutes
+DEFAULT_STARTUP_TIMEOUT = 180.0  # importing TensorFlow on a loaded machine takes tens of seconds
+
+_STATE = {"cli": {}, "mode": None, "in_worker": False, "timeout": None}
 
 
 def in_worker() -> None:
@@ -49,8 +54,36 @@ def in_worker() -> None:
 
 
 def reset() -> None:
-    """Forget `configure` and `set_mode`, and re-read the environment and file next time."""
-    _STATE.update(cli={}, mode=None, loaded=None)
+    """Forget `configure`, `set_mode` and `set_timeout` (parity's CLI does at the end of a run)."""
+    _STATE.update(cli={}, mode=None, timeout=None)
+
+
+def set_timeout(seconds: Optional[float]) -> None:
+    """Seconds one request to a worker may take (None: REFNETS_WORKER_TIMEOUT, else DEFAULT_TIMEOUT)."""
+    if seconds is not None and not seconds > 0:
+        raise WorkerConfigError(f"a worker timeout is a number of seconds > 0, got {seconds!r}")
+    _STATE["timeout"] = seconds
+
+
+def env_seconds(variable: str, default: float) -> float:
+    text = os.environ.get(variable, "").strip()
+    if not text:
+        return default
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value > 0:
+        raise WorkerConfigError(f"{variable}={text!r}: give a number of seconds > 0")
+    return value
+
+
+def call_timeout() -> float:
+    return _STATE["timeout"] or env_seconds(ENV_TIMEOUT, DEFAULT_TIMEOUT)
+
+
+def startup_timeout() -> float:
+    return env_seconds(ENV_STARTUP_TIMEOUT, DEFAULT_STARTUP_TIMEOUT)
 
 
 def set_mode(mode: Optional[str]) -> None:
@@ -157,19 +190,18 @@ def configure(pythons: Optional[Dict[str, str]] = None, source: str = "--python"
 
 
 def interpreters() -> Dict[str, Interpreter]:
-    """Backend name -> configured interpreter, by precedence (see the module docstring)."""
+    """Backend name -> configured interpreter, by precedence (see the module
+    docstring). The environment and the file are read afresh at every call."""
     if _STATE["in_worker"]:
         return {}
-    if _STATE["loaded"] is None:
-        merged: Dict[str, Interpreter] = {}
-        path = config_file()
-        if path:
-            merged.update(_checked(read_config_file(path), path, os.path.dirname(path)))
-        env = os.environ.get(ENV_PYTHON, "")
-        if env.strip():
-            merged.update(_checked(parse_pairs(env, ENV_PYTHON), ENV_PYTHON))
-        _STATE["loaded"] = merged
-    return {**_STATE["loaded"], **_STATE["cli"]}
+    merged: Dict[str, Interpreter] = {}
+    path = config_file()
+    if path:
+        merged.update(_checked(read_config_file(path), path, os.path.dirname(path)))
+    env = os.environ.get(ENV_PYTHON, "")
+    if env.strip():
+        merged.update(_checked(parse_pairs(env, ENV_PYTHON), ENV_PYTHON))
+    return {**merged, **_STATE["cli"]}
 
 
 def worker_python(name: str) -> Optional[Interpreter]:
