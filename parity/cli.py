@@ -36,7 +36,7 @@ from refnets.userload import is_callable_ref
 from refnets.backends import catalog
 
 from .conformance import run_against
-from .engine.config import DTYPES, USAGE_ERRORS, ParityUsageError
+from .engine.config import DTYPES, USAGE_ERRORS, ParityUsageError, place_backends
 from .inference import run
 from .port import run_port
 from .reports import inference as report
@@ -61,7 +61,9 @@ def parser() -> argparse.ArgumentParser:
                    help="MODEL is MODULE:CALLABLE returning your own model in this framework (torch, mxnet, "
                         "keras): trace it and compare every backend with it")
     p.add_argument("--list", action="store_true", help="list the models and exit")
-    p.add_argument("--backends", type=_backends, help="comma-separated, default: every installed backend")
+    p.add_argument("--backends", type=_backends,
+                   help="comma-separated, default: every installed backend; a backend on a GPU is NAME:cuda "
+                        "(torch:cuda), so --backends torch:cuda,torch compares torch on the GPU with torch on the CPU")
     p.add_argument("--reference", help="backend the others are compared with (default: the first)")
     p.add_argument("--against", metavar="ZOO", choices=tuple(catalog.ZOOS),
                    help="compare every backend with this zoo's own model (keras, gluon, torchvision): its own "
@@ -86,6 +88,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--option", type=parse_option, action="append", default=[], metavar="KEY=VALUE",
                    help="model option, e.g. num_classes=10 (repeatable)")
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    p.add_argument("--device", default="cpu", metavar="cpu|cuda[:N]",
+                   help="run every chosen backend that can (torch) on this device, the others on the CPU "
+                        "(default cpu); the report says where each ran")
+    p.add_argument("--tf32", action="store_true",
+                   help="allow TF32 on the GPU (off by default: it puts float32 outputs about 1e-3 of max|ref| away, "
+                        "far outside the float32 tolerance)")
     add_worker_flags(p)
     training = p.add_argument_group("training (instead of the inference comparison)")
     modes = training.add_mutually_exclusive_group()
@@ -150,7 +158,8 @@ def _progress(message: str) -> None:
 
 def _run_port(args, progress) -> int:
     for flag, value in (("--against", args.against), ("--backends", args.backends),
-                        ("--save-weights", args.save_weights)):
+                        ("--save-weights", args.save_weights), ("--device", None if args.device == "cpu" else args.device),
+                        ("--tf32", args.tf32 or None)):
         if value is not None:
             raise ParityUsageError(f"{flag} does not apply to a port check (the reference backend is --reference, "
                                    f"default the --port-backend)")
@@ -197,6 +206,8 @@ def _main(args) -> int:
     try:
         configure_workers(args)
         _check_flags(args, mode)
+        if not args.port:
+            args.backends = place_backends(args.backends, args.device, args.tf32)
         if args.from_ and not args.port:
             return _run_traced(args, mode, progress)
         if is_callable_ref(args.model) and not args.from_:
@@ -215,13 +226,13 @@ def _main(args) -> int:
                                  batch=_or(args.batch, INFERENCE_BATCH), input_shape=args.input_shape,
                                  dtype=_or(args.dtype, INFERENCE_DTYPE), seed=args.seed, rtol=args.rtol,
                                  atol=args.atol, save_weights=args.save_weights, layers=args.layers,
-                                 options=dict(args.option), progress=progress)
+                                 options=dict(args.option), progress=progress, tf32=args.tf32)
         else:
             result = run(args.model, backends=args.backends, reference=args.reference,
                          batch=_or(args.batch, INFERENCE_BATCH), input_shape=args.input_shape,
                          dtype=_or(args.dtype, INFERENCE_DTYPE), seed=args.seed, rtol=args.rtol,
                          atol=args.atol, weights=args.weights, save_weights=args.save_weights, layers=args.layers,
-                         options=dict(args.option), progress=progress)
+                         options=dict(args.option), progress=progress, tf32=args.tf32)
     except USAGE_ERRORS as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -266,7 +277,7 @@ def _run_traced(args, mode, progress) -> int:
             raise ParityUsageError("--reference does not apply to --from: your own model is the reference")
         result = run_traced(args.model, args.from_, backends=args.backends, batch=_or(args.batch, INFERENCE_BATCH),
                             input_shape=args.input_shape, dtype=_or(args.dtype, INFERENCE_DTYPE), seed=args.seed,
-                            rtol=args.rtol, atol=args.atol, layers=args.layers, progress=progress)
+                            rtol=args.rtol, atol=args.atol, layers=args.layers, progress=progress, tf32=args.tf32)
         print(report.text(result, all_nodes=args.layers))
         if args.json:
             report.write_json(result, args.json)
@@ -282,7 +293,7 @@ def _training(args, mode, progress, model=None, weights=None) -> int:
     common = dict(backends=args.backends, reference=args.reference, batch=_or(args.batch, DEFAULT_BATCH),
                   input_shape=args.input_shape, dtype=_or(args.dtype, DEFAULT_DTYPE), seed=args.seed,
                   rtol=args.rtol, atol=args.atol, weights=_or(weights, args.weights), options=dict(args.option),
-                  progress=progress)
+                  progress=progress, tf32=args.tf32)
     if mode == "grad":
         result = run_grad(model, train=not args.inference, **common)
     elif mode == "train":

@@ -46,7 +46,7 @@ def _batchnorm_keys(weights: Dict[str, np.ndarray]):
 def run_against(model: str, zoo: str, backends: Optional[Sequence[str]] = None, batch: int = 2, input_shape=None,
                 dtype: str = "float32", seed: int = 0, rtol: Optional[float] = None, atol: Optional[float] = None,
                 save_weights: Optional[str] = None, layers: bool = False, options: Optional[dict] = None,
-                progress: Optional[Progress] = None) -> ParityResult:
+                progress: Optional[Progress] = None, tf32: bool = False) -> ParityResult:
     """Compare `model` (our name or the zoo's) in every chosen backend (default:
     every installed one) with the `zoo` model ("keras", "gluon", "torchvision").
     Raises one of USAGE_ERRORS for bad arguments, a missing framework or a zoo
@@ -65,7 +65,7 @@ def run_against(model: str, zoo: str, backends: Optional[Sequence[str]] = None, 
     result = ParityResult(model=spec.name, backends=[label] + chosen, reference=label, dtype=dtype,
                           input_shape=tuple(spec.input_shape), batch=batch, seed=seed, rtol=rtol, atol=atol,
                           options={k: v for k, v in spec.options if k in spec_options}, against=zoo,
-                          zoo_model=entry.native)
+                          zoo_model=entry.native, tf32=tf32)
     num_classes = dict(spec.options).get("num_classes", 1000)
 
     say(f"importing the {label} zoo")

@@ -20,11 +20,13 @@ from .engine.tolerances import tolerance
 def run(model: Union[str, S.ModelSpec], backends: Optional[Sequence[str]] = None, reference: Optional[str] = None,
         batch: int = 2, input_shape=None, dtype: str = "float32", seed: int = 0, rtol: Optional[float] = None,
         atol: Optional[float] = None, weights=None, save_weights: Optional[str] = None, layers: bool = False,
-        options: Optional[dict] = None, progress: Optional[Progress] = None) -> ParityResult:
+        options: Optional[dict] = None, progress: Optional[Progress] = None, tf32: bool = False) -> ParityResult:
     """Run `model` in every backend on the same weights and input and compare each
     with the reference (the first backend, or `reference`). Raises one of
     USAGE_ERRORS for bad arguments or a missing framework. `weights` is a
-    canonical mapping or a .safetensors/.npz path; default: seeded init."""
+    canonical mapping or a .safetensors/.npz path; default: seeded init.
+    `backends` are names or `name:device` labels (`torch:cuda`); `tf32` allows TF32
+    on the GPU ones (off by default: it breaks the float32 bar)."""
     say = progress_or_quiet(progress)
     check_dtype(dtype)
     check_batch(batch)
@@ -34,7 +36,7 @@ def run(model: Union[str, S.ModelSpec], backends: Optional[Sequence[str]] = None
     rtol, atol = resolve_tolerance(tolerance(spec.name, dtype), rtol, atol)
     result = ParityResult(model=spec.name, backends=chosen, reference=chosen[0], dtype=dtype,
                           input_shape=tuple(spec.input_shape), batch=batch, seed=seed, rtol=rtol, atol=atol,
-                          options=dict(spec.options))
+                          options=dict(spec.options), tf32=tf32)
     canonical = canonical_weights(spec, weights, seed, dtype)
     if save_weights:
         W.save(save_weights, canonical)

@@ -33,7 +33,7 @@ def traced_backends(names: Optional[Sequence[str]], framework: str):
 def run_traced(reference: str, framework: str, backends: Optional[Sequence[str]] = None, batch: int = 2,
                input_shape=None, dtype: str = "float32", seed: int = 0, rtol: Optional[float] = None,
                atol: Optional[float] = None, layers: bool = False, progress: Optional[Progress] = None,
-               traced=None) -> ParityResult:
+               traced=None, tf32: bool = False) -> ParityResult:
     """Trace the user's `framework` model named by `reference` (MODULE:CALLABLE, a
     model or a factory), build it in each backend and compare with the model itself."""
     say = progress_or_quiet(progress)
@@ -47,7 +47,7 @@ def run_traced(reference: str, framework: str, backends: Optional[Sequence[str]]
     rtol, atol = resolve_tolerance(tolerance(spec.name, dtype), rtol, atol)
     result = ParityResult(model=spec.name, backends=[YOURS] + chosen, reference=YOURS, dtype=dtype,
                           input_shape=tuple(spec.input_shape), batch=batch, seed=seed, rtol=rtol, atol=atol,
-                          native=f"{user.reference} ({framework})")
+                          native=f"{user.reference} ({framework})", tf32=tf32)
     impls = import_backends(result, chosen, say)
     result.versions.update(B.get_reader(framework).versions())
     nets = build_and_load(result, spec, impls, user.traced.weights, say)

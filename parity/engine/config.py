@@ -54,10 +54,8 @@ def resolve_model(model: Union[str, S.ModelSpec], input_shape, options) -> S.Mod
 
 
 def check_backends(names: Sequence[str]) -> List[str]:
-    """Known names, none twice."""
-    chosen = list(names)
-    for name in chosen:
-        B.check_name(name)
+    """Known names or `name:device` labels (`torch:cpu` is `torch`), none twice."""
+    chosen = [B.canonical_label(name) for name in names]
     if len(set(chosen)) != len(chosen):
         raise ParityUsageError(f"backend listed twice in {','.join(chosen)}")
     return chosen
@@ -67,7 +65,7 @@ def resolve_backends(names: Optional[Sequence[str]], reference: Optional[str]) -
     """The chosen backends (default: every installed framework), the reference first; at least two."""
     chosen = check_backends(names if names else B.installed())
     if reference is not None:
-        B.check_name(reference)
+        reference = B.canonical_label(reference)
         chosen = [reference] + [b for b in chosen if b != reference]
     if len(chosen) < 2:
         found = ", ".join(B.installed()) or "none"
@@ -78,6 +76,25 @@ def resolve_backends(names: Optional[Sequence[str]], reference: Optional[str]) -
 
 def installed_backends() -> List[str]:
     return B.installed()
+
+
+def place_backends(names: Optional[Sequence[str]], device: str, tf32: bool) -> Optional[List[str]]:
+    """The backend labels of a run on `device` (parity --device): each chosen backend
+    (default: every installed one) that can run there moves there, the others stay on
+    the CPU. A device no chosen backend runs on, or TF32 with no GPU backend, is a
+    usage error rather than a run that silently stays on the CPU."""
+    labels = list(names) if names else None
+    if device != "cpu":
+        labels = labels or installed_backends()
+        placed = [B.on_device(B.canonical_label(label), device) for label in labels]
+        if all(B.parse_label(label)[1] == "cpu" for label in placed):
+            able = [n for n, r in B.catalog.BACKENDS.items() if device.split(":")[0] in r.devices]
+            raise ParityUsageError(f"--device {device}: none of {', '.join(labels)} runs there "
+                                   f"(backends that can: {', '.join(able) or 'none'})")
+        labels = placed
+    if tf32 and not any(B.parse_label(label)[1] != "cpu" for label in labels or ()):
+        raise ParityUsageError("--tf32 allows TF32 on a GPU: add --device cuda (or a label such as torch:cuda)")
+    return labels
 
 
 def canonical_weights(model: S.ModelSpec, weights, seed: int, dtype: str) -> W.Weights:

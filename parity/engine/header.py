@@ -33,6 +33,8 @@ class RunHeader:
     atol: float
     options: Dict[str, object] = field(default_factory=dict)  # the model options used
     versions: Dict[str, str] = field(default_factory=dict)
+    tf32: bool = False  # TF32 allowed on the GPU backends (off unless asked: it breaks the float32 bar)
+    devices: Dict[str, str] = field(default_factory=dict)  # backend label -> its device in words, off the CPU only
 
 
 @contextmanager

@@ -94,14 +94,17 @@ def isolated(result, name: str, say: Progress):
 def import_backends(result, chosen: List[str], say: Progress) -> Dict[str, object]:
     """The backends' implementations; workers, if any, all started first so their
     frameworks import side by side."""
-    workers.prestart(chosen)
+    workers.prestart(chosen, tf32=result.tf32)
     impls = {}
     for name in chosen:
         say(f"importing {name}")
         with isolated(result, name, say), timed(result, "import", name):
-            impls[name] = B.get(name)
-        if name in impls:
-            result.versions.update(impls[name].versions())
+            impls[name] = B.get(name, tf32=result.tf32)
+        if name not in impls:
+            continue
+        result.versions.update(impls[name].versions())
+        if impls[name].device != "cpu":
+            result.devices[name] = impls[name].describe_device()
     result.versions.update(environment_versions())
     return impls
 

@@ -6,7 +6,7 @@ import json
 from typing import List
 
 from ..engine.session import ParityResult
-from .tables import strict, table
+from .tables import device_lines, strict, table
 
 PHASES = ("import", "build", "weights", "forward", "compare", "localise")
 
@@ -108,6 +108,7 @@ def text(result: ParityResult, all_nodes: bool = False) -> str:
         model = f"{result.native}, traced"
     lines = [f"parity: {model}  input {result.batch}x{shape}  {result.dtype}  seed {result.seed}  "
              f"reference {result.reference}  tolerance max|out-ref| <= {result.atol:g} + {result.rtol:g}*max|ref|", ""]
+    lines += device_lines(result)
     lines += table(["backend", "max abs", "max rel", "mean abs", "top-1", "verdict"], _summary_rows(result))
     failures = failure_lines(result)
     if failures:
@@ -132,7 +133,8 @@ def as_dict(result: ParityResult) -> dict:
                                **({"localisation": r.localisation.as_dict()} if r.localisation else {})}
                         for name, r in result.results.items() if r.comparison is not None},
         "timings_s": result.timings, "param_counts": {k: list(v) for k, v in result.param_counts.items()},
-        "versions": result.versions, "failures": dict(result.failures),
+        "versions": result.versions, "devices": result.devices, "tf32": result.tf32,
+        "failures": dict(result.failures),
     }
 
 

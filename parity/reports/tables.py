@@ -21,3 +21,11 @@ def strict(value):
     if isinstance(value, (list, tuple)):
         return [strict(v) for v in value]
     return value
+
+
+def device_lines(result) -> List[str]:
+    """Where the backends ran, when any ran off the CPU (with TF32 on or off), else nothing."""
+    if not result.devices:
+        return []
+    placed = "; ".join(f"{label} on {where}" for label, where in result.devices.items())
+    return [f"devices: {placed}; every other backend on the CPU", ""]

@@ -9,7 +9,7 @@ from typing import List, Optional
 from ..engine.metrics import Comparison
 from ..training.common import ParamComparison, TrainingResult
 from . import inference as inference_report
-from .tables import strict, table
+from .tables import device_lines, strict, table
 
 PHASES = ("import", "build", "weights", "step", "compare", "localise", "floor")
 TITLES = {"grad": "gradients", "train": "one training-mode step", "train-steps": "optimiser steps"}
@@ -53,7 +53,7 @@ def _header(result: TrainingResult) -> List[str]:
         count, node = result.fewest_batchnorm_values
         lines.append(f"training-mode BatchNorm: fewest values per channel {count} ('{node}')")
     lines += [f"note: {note}" for note in result.notes]
-    return lines + [""]
+    return lines + [""] + device_lines(result)
 
 
 def _summary(result: TrainingResult) -> List[str]:
@@ -200,7 +200,7 @@ def as_dict(result: TrainingResult) -> dict:
         "losses": result.losses, "floor": result.floor, "notes": result.notes, "passed": result.passed,
         "comparisons": {name: _backend_dict(result, name) for name in result.backends[1:]},
         "timings_s": result.timings, "param_counts": {k: list(v) for k, v in result.param_counts.items()},
-        "versions": result.versions,
+        "versions": result.versions, "devices": result.devices, "tf32": result.tf32,
     }
 
 

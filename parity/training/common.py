@@ -149,7 +149,7 @@ class Run:
     every model and load the weights; plus helpers for timing and comparing."""
 
     def __init__(self, mode, model, backends, reference, batch, input_shape, dtype, seed, rtol, atol, weights,
-                 options, train, progress):
+                 options, train, progress, tf32=False):
         self.say = progress_or_quiet(progress)
         check_dtype(dtype)
         check_batch(batch, strict_int=True)
@@ -167,7 +167,7 @@ class Run:
         self.result = TrainingResult(
             mode=mode, model=spec.name, backends=chosen, reference=chosen[0], dtype=dtype,
             input_shape=tuple(spec.input_shape), batch=batch, seed=seed,
-            rtol=rtol, atol=atol, train_mode=train, dropout_removed=dropped, fewest_batchnorm_values=fewest, options=dict(spec.options))
+            rtol=rtol, atol=atol, train_mode=train, dropout_removed=dropped, fewest_batchnorm_values=fewest, options=dict(spec.options), tf32=tf32)
         self.canonical = canonical_weights(spec, weights, seed, dtype)
         self.impls = import_backends(self.result, chosen, self.say)
         self.nets: Dict[str, object] = {}

@@ -17,12 +17,12 @@ def run_grad(model: Union[str, S.ModelSpec], backends: Optional[Sequence[str]] =
              reference: Optional[str] = None, batch: int = DEFAULT_BATCH, input_shape=None,
              dtype: str = DEFAULT_DTYPE, seed: int = 0, rtol: Optional[float] = None,
              atol: Optional[float] = None, weights=None, options: Optional[dict] = None, train: bool = True,
-             progress: Optional[Progress] = None) -> TrainingResult:
+             progress: Optional[Progress] = None, tf32: bool = False) -> TrainingResult:
     """Compare the loss, d loss / d input and every parameter's gradient (canonical
     layout) across backends. `train`: in training mode, the gradient an optimiser
     step uses (default); False: in inference mode (BatchNorm on running statistics)."""
     run = Run("grad", model, backends, reference, batch, input_shape, dtype, seed, rtol, atol, weights, options,
-               train, progress)
+               train, progress, tf32=tf32)
     x, labels = run.batch_data(0)
     ref = None
     for name, net in run.one_at_a_time():

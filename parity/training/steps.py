@@ -20,7 +20,7 @@ def run_train_steps(model: Union[str, S.ModelSpec], steps: int, backends: Option
                     momentum: float = DEFAULT_MOMENTUM, batch: int = DEFAULT_BATCH, input_shape=None,
                     dtype: str = DEFAULT_DTYPE, seed: int = 0, rtol: Optional[float] = None,
                     atol: Optional[float] = None, weights=None, options: Optional[dict] = None,
-                    floor: bool = False, progress: Optional[Progress] = None) -> TrainingResult:
+                    floor: bool = False, progress: Optional[Progress] = None, tf32: bool = False) -> TrainingResult:
     """`steps` optimiser steps in every backend, each on the same seeded batch
     (a new one per step) with each framework's own SGD: compare every step's
     loss and the weights after every step (BatchNorm statistics included); the
@@ -41,7 +41,7 @@ def run_train_steps(model: Union[str, S.ModelSpec], steps: int, backends: Option
     if optimizer == "momentum" and not 0.0 < momentum < 1.0:
         raise ParityUsageError(f"momentum must be in (0, 1), got {momentum!r}")
     run = Run("train-steps", model, backends, reference, batch, input_shape, dtype, seed, rtol, atol, weights,
-               options, True, progress)
+               options, True, progress, tf32=tf32)
     result = run.result
     result.optimizer, result.lr, result.steps = optimizer, float(lr), steps
     result.momentum = float(momentum) if optimizer == "momentum" else 0.0

@@ -18,13 +18,13 @@ def run_train(model: Union[str, S.ModelSpec], backends: Optional[Sequence[str]] 
               reference: Optional[str] = None, batch: int = DEFAULT_BATCH, input_shape=None,
               dtype: str = DEFAULT_DTYPE, seed: int = 0, rtol: Optional[float] = None,
               atol: Optional[float] = None, weights=None, options: Optional[dict] = None,
-              progress: Optional[Progress] = None) -> TrainingResult:
+              progress: Optional[Progress] = None, tf32: bool = False) -> TrainingResult:
     """One training step without the optimiser (forward and backward in training
     mode): compare the training-mode logits and loss, and every BatchNorm's
     running statistics after the step. Divergent logits are localised per node
     (training-mode forward)."""
     run = Run("train", model, backends, reference, batch, input_shape, dtype, seed, rtol, atol, weights, options,
-               True, progress)
+               True, progress, tf32=tf32)
     x, labels = run.batch_data(0)
     ref = ref_stats = None
     for name, net in run.one_at_a_time():

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
-from typing import Dict, List
+from typing import Dict, List, Tuple
 
 from . import catalog
 from .base import (CAPABILITIES, OPTIMIZERS, Backend, BackendUnavailableError, CapabilityError, Converters,
@@ -22,12 +22,44 @@ from .base import (CAPABILITIES, OPTIMIZERS, Backend, BackendUnavailableError, C
 
 BACKENDS = catalog.names()
 _LOADED: Dict[str, Backend] = {}
+_PLACED: Dict[Tuple[str, bool], Backend] = {}
 
 
-def check_name(name: str) -> str:
+def parse_label(label: str) -> Tuple[str, str]:
+    """`torch` -> ("torch", "cpu"); `torch:cuda` -> ("torch", "cuda"); `torch:cuda:1` ->
+    ("torch", "cuda:1"). The device kind must be one the catalog record lists."""
+    name, _, device = label.partition(":")
+    check_name(name)
+    device = device or "cpu"
+    devices = catalog.BACKENDS[name].devices
+    if device.split(":", 1)[0] not in devices:
+        raise UnknownBackendError(f"the {name} backend runs on {', '.join(devices)}; {label!r} asks for {device!r}")
+    return name, device
+
+
+def check_name(label: str) -> str:
+    """A known backend name, or a label `name:device` of a known device (see `parse_label`)."""
+    name = label.partition(":")[0]
     if name not in catalog.BACKENDS:
         raise UnknownBackendError(f"unknown backend {name!r}; choose from {', '.join(BACKENDS)}")
-    return name
+    if name != label:
+        parse_label(label)
+    return label
+
+
+def canonical_label(label: str) -> str:
+    """`torch:cpu` -> `torch`: one key per backend and device."""
+    name, device = parse_label(label)
+    return name if device == "cpu" else f"{name}:{device}"
+
+
+def on_device(label: str, device: str) -> str:
+    """The label of `label`'s backend on `device` where that backend can run there and
+    no device was named; otherwise `label` unchanged (parity --device cuda)."""
+    name, current = parse_label(label)
+    if label != name or device == "cpu" or device.split(":", 1)[0] not in catalog.BACKENDS[name].devices:
+        return label
+    return f"{name}:{device}"
 
 
 def _import_package(name: str, module: str):
@@ -40,16 +72,28 @@ def _import_package(name: str, module: str):
             f"Install it with: {record.install}") from err
 
 
-def get(name: str) -> Backend:
-    """The backend `name`, importing its framework now (BackendUnavailableError
-    with the install command when it is missing); a `refnets.workers.WorkerBackend`
-    when `name` runs in a worker process (see `refnets.workers.config`)."""
+def get(label: str, tf32: bool = False) -> Backend:
+    """The backend `label` (a name, or `name:device`, see `parse_label`), importing its
+    framework now (BackendUnavailableError with the install command when it is
+    missing, or when the device is not there). `tf32`: allow TF32 on a GPU.
+    A `refnets.workers.WorkerBackend` when the backend runs in a worker process
+    (see `refnets.workers.config`)."""
     from .. import workers
 
-    remote = workers.backend_for(check_name(name))
+    name, device = parse_label(label)
+    remote = workers.backend_for(canonical_label(label), tf32)
     if remote is not None:
         remote.hello()  # started, its framework imported (or the reason it could not be)
         return remote
+    backend = _load(name)
+    if device == "cpu":
+        return backend
+    if (label, bool(tf32)) not in _PLACED:
+        _PLACED[label, bool(tf32)] = backend.on(device, tf32)
+    return _PLACED[label, bool(tf32)]
+
+
+def _load(name: str) -> Backend:
     if name not in _LOADED:
         package = _import_package(name, catalog.BACKENDS[check_name(name)].package)
         backend = package.BACKEND
@@ -68,13 +112,13 @@ def get_reader(name: str):
     return _import_package(name, f"{record.package}.read")
 
 
-def is_installed(name: str) -> bool:
-    """Whether the framework of `name` is installed, without importing it, or an
-    interpreter is configured to run it in a worker (`refnets.workers.config`)."""
+def is_installed(label: str) -> bool:
+    """Whether the framework of `label`'s backend is installed, without importing it,
+    or an interpreter is configured to run it in a worker (`refnets.workers.config`)."""
     from .. import workers
 
-    return workers.is_configured(check_name(name)) or \
-        importlib.util.find_spec(catalog.BACKENDS[name].framework) is not None
+    name = parse_label(label)[0]
+    return workers.is_configured(name) or importlib.util.find_spec(catalog.BACKENDS[name].framework) is not None
 
 
 def installed() -> List[str]:
@@ -82,10 +126,11 @@ def installed() -> List[str]:
     return [name for name, record in catalog.BACKENDS.items() if record.default and is_installed(name)]
 
 
-def has_capability(name: str, capability: str) -> bool:
-    return capability in catalog.BACKENDS[check_name(name)].capabilities
+def has_capability(label: str, capability: str) -> bool:
+    return capability in catalog.BACKENDS[parse_label(label)[0]].capabilities
 
 
 __all__ = ["BACKENDS", "CAPABILITIES", "OPTIMIZERS", "Backend", "BackendUnavailableError", "CapabilityError",
            "Converters", "Gradients", "UnknownBackendError", "UnsupportedNodeError", "catalog", "check_name", "get",
-           "get_reader", "has_capability", "heavy_ball_momentum", "installed", "is_installed"]
+           "get_reader", "has_capability", "heavy_ball_momentum", "installed", "is_installed", "on_device", "parse_label",
+           "canonical_label"]

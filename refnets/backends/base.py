@@ -136,6 +136,24 @@ class Backend(abc.ABC):
     name: str = ""
     converters: Converters
     capabilities: Tuple[str, ...] = ("inference", "capture")
+    device: str = "cpu"  # where its models run; see `on`
+    tf32: bool = False  # whether TF32 may stand in for float32 on a GPU
+
+    @property
+    def label(self) -> str:
+        """The name a run keys this backend by: `torch`, or `torch:cuda` off the CPU."""
+        return self.name if self.device == "cpu" else f"{self.name}:{self.device}"
+
+    def on(self, device: str, tf32: bool = False) -> "Backend":
+        """This backend running its models on `device` (a copy; `self` is unchanged).
+        Only the CPU unless a backend says otherwise."""
+        if device != "cpu":
+            raise CapabilityError(f"the {self.name} backend runs on the CPU only, not {device!r}")
+        return self
+
+    def describe_device(self) -> str:
+        """Where its models run, in words, for the report."""
+        return self.device
 
     @abc.abstractmethod
     def build(self, model: S.ModelSpec, dtype: str = "float32"): ...

@@ -20,6 +20,7 @@ class BackendRecord:
     capabilities: Tuple[str, ...]  # see base.CAPABILITIES; "read": a reader of users' native models
     default: bool = True  # in the default backend set of a parity run when installed
     zoo: Optional[str] = None  # the framework's own model zoo (parity --against)
+    devices: Tuple[str, ...] = ("cpu",)  # where its models can run: `torch:cuda` labels, parity --device
 
 
 @dataclass(frozen=True)
@@ -35,7 +36,7 @@ _FRAMEWORKS = ("inference", "capture", "gradients", "training", "read")
 
 BACKENDS: Dict[str, BackendRecord] = {record.name: record for record in (
     BackendRecord("torch", "refnets.backends.torch", "torch", "pip install 'refnets[torch]'", _FRAMEWORKS,
-                  zoo="torchvision"),
+                  zoo="torchvision", devices=("cpu", "cuda")),
     BackendRecord("mxnet", "refnets.backends.mxnet", "mxnet", "pip install 'refnets[mxnet]'", _FRAMEWORKS,
                   zoo="gluon"),
     BackendRecord("keras", "refnets.backends.keras", "keras", "pip install 'refnets[keras]'", _FRAMEWORKS,

@@ -25,8 +25,12 @@ from .errors import BackendFailure, WorkerConfigError, WorkerError
 
 
 def backend_for(label: str, tf32: bool = False) -> Optional[WorkerBackend]:
-    """The pooled WorkerBackend of `label` when it is to run in a worker, else None."""
-    interpreter = config.worker_python(label.partition(":")[0])
+    """The pooled WorkerBackend of backend `label` (a name, or `name:device`) when it
+    is to run in a worker, else None. Starts nothing."""
+    from refnets import backends
+
+    label = backends.canonical_label(label)
+    interpreter = config.worker_python(backends.parse_label(label)[0])
     if interpreter is None:
         return None
     return pooled(label, interpreter.python, interpreter.source, tf32)
@@ -37,11 +41,11 @@ def is_configured(name: str) -> bool:
     return name in config.interpreters()
 
 
-def prestart(labels: Iterable[str]) -> None:
+def prestart(labels: Iterable[str], tf32: bool = False) -> None:
     """Starts the workers of `labels` that run in workers, all at once, so that
-    their frameworks import side by side; `get` then waits for each."""
+    their frameworks import side by side; `refnets.backends.get` then waits for each."""
     for label in labels:
-        backend = backend_for(label)
+        backend = backend_for(label, tf32)
         if backend is not None:
             backend.start()
 

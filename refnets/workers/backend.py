@@ -64,12 +64,15 @@ class WorkerTrainer:
 
 
 class WorkerBackend(Backend):
-    """The backend `label` (a catalog name, or `name:device`) in a worker run by `python`."""
+    """The backend `label` (a catalog name, or `name:device`) in a worker run by
+    `python`; `tf32` allows TF32 there on a GPU. `label`, `name`, `device` and
+    `tf32` are those of the backend in the worker."""
 
     def __init__(self, label: str, python: str, source: str = "workers", tf32: bool = False,
                  timeout: Optional[float] = None, startup_timeout: Optional[float] = None):
-        self.label, self.python, self.source, self.tf32 = label, python, source, tf32
-        self.name = label.partition(":")[0]
+        name, _, device = label.partition(":")
+        self.name, self.device, self.tf32 = name, device or "cpu", bool(tf32)
+        self.python, self.source = python, source
         self.timeout, self.startup_timeout = timeout, startup_timeout  # None: config's, read at each use
         self.connection: Optional[Connection] = None
 
@@ -142,6 +145,15 @@ class WorkerBackend(Backend):
     def Trainer(self, net, optimizer: str, lr: float, momentum: float = 0.0):  # noqa: N802
         ident, _ = self.request(net, "trainer", net=net.ident, optimizer=optimizer, lr=lr, momentum=momentum)
         return WorkerTrainer(self, net, WorkerHandle(net.connection, ident, f"{self.label} trainer"))
+
+    def on(self, device: str, tf32: bool = False) -> "WorkerBackend":
+        """The same backend on `device`: its own worker (see `refnets.backends.get`)."""
+        from refnets import backends
+
+        return backends.get(self.name if device == "cpu" else f"{self.name}:{device}", tf32)
+
+    def describe_device(self) -> str:
+        return f"{self.hello()['describe_device']} (in a worker)"
 
     def missing_converters(self):
         return list(self.hello()["missing_converters"])

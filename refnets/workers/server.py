@@ -67,10 +67,11 @@ class Worker:
         import refnets
         from refnets import backends as B
 
-        self.backend = B.get(self.label, tf32=True) if self.tf32 else B.get(self.label)
+        self.backend = B.get(self.label, tf32=self.tf32)
         import numpy as np
 
-        return {"name": self.backend.name, "capabilities": list(self.backend.capabilities),
+        return {"name": self.backend.name, "device": self.backend.device,
+                "describe_device": self.backend.describe_device(), "capabilities": list(self.backend.capabilities),
                 "missing_converters": list(self.backend.missing_converters()),
                 "versions": dict(self.backend.versions()), "refnets": os.path.dirname(refnets.__file__),
                 "python": sys.version.split()[0], "numpy": np.__version__, "executable": sys.executable,

@@ -11,6 +11,7 @@ from __future__ import annotations
 from ... import rules, shapes
 from ... import spec as S
 from ..base import Converters
+from .device import check_device, place
 from .framework import DTYPES, nn
 from .layers import (BiasedVarBatchNorm1d, BiasedVarBatchNorm2d, DivisorAvgPool, Flatten, GlobalAvgPool,
                      PaddedConv2d, PaddedMaxPool, SharedLayer, SpecParallel, SpecSequential, symmetric)
@@ -126,13 +127,15 @@ def _module(node: S.Node, path: str, infos, dtype, built) -> nn.Module:
     return built[path]
 
 
-def build(model: S.ModelSpec, dtype: str = "float32") -> nn.Module:
-    """An `nn.Module` in eval mode, initialised by PyTorch's own initialisers."""
+def build(model: S.ModelSpec, dtype: str = "float32", device: str = "cpu", tf32: bool = False) -> nn.Module:
+    """An `nn.Module` in eval mode on `device`, initialised by PyTorch's own
+    initialisers (TF32 on CUDA only when `tf32`, see `device.precision`)."""
     torch_dtype = DTYPES[dtype]
+    target = check_device(device)
     infos = shapes.infer(model)
     net = _module(model.root, "", infos, torch_dtype, {}).to(torch_dtype).eval()
     net.refnets_spec = model
     net.refnets_dtype = torch_dtype  # also for models without parameters
-    return net
+    return place(net, target, tf32)
 
 

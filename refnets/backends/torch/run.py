@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from ..base import Gradients, heavy_ball_momentum
+from .device import precision
 from .framework import F, ensure_threads, nn
 
 
@@ -27,7 +28,11 @@ def _capture_hooks(model: nn.Module, capture: Sequence[str], store: Dict[str, np
 
 
 def _tensor(model: nn.Module, x: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(np.ascontiguousarray(x)).to(model.refnets_dtype)
+    return torch.from_numpy(np.ascontiguousarray(x)).to(device=model_device(model), dtype=model.refnets_dtype)
+
+
+def model_device(model: nn.Module) -> torch.device:
+    return getattr(model, "refnets_device", torch.device("cpu"))
 
 
 def forward(model: nn.Module, x: np.ndarray, capture: Sequence[str] = (),
@@ -43,7 +48,7 @@ def forward(model: nn.Module, x: np.ndarray, capture: Sequence[str] = (),
     saved = [b.clone() for b in buffers] if train else []
     try:
         model.train(train)
-        with torch.no_grad() if train else torch.inference_mode():
+        with precision(model), torch.no_grad() if train else torch.inference_mode():
             out = model(_tensor(model, x))
     finally:
         model.eval()
@@ -59,7 +64,8 @@ def _loss(model: nn.Module, x: torch.Tensor, labels: np.ndarray, train: bool):
     """(loss, logits) of one forward in training or inference mode."""
     model.train(train)
     logits = model(x)
-    return F.cross_entropy(logits, torch.from_numpy(np.asarray(labels, dtype=np.int64))), logits
+    targets = torch.from_numpy(np.asarray(labels, dtype=np.int64)).to(model_device(model))
+    return F.cross_entropy(logits, targets), logits
 
 
 def gradients(model: nn.Module, x: np.ndarray, labels: np.ndarray, train: bool = False) -> Gradients:
@@ -70,8 +76,9 @@ def gradients(model: nn.Module, x: np.ndarray, labels: np.ndarray, train: bool =
     inputs = _tensor(model, x).requires_grad_(True)
     model.zero_grad(set_to_none=True)
     try:
-        loss, logits = _loss(model, inputs, labels, train)
-        loss.backward()
+        with precision(model):
+            loss, logits = _loss(model, inputs, labels, train)
+            loss.backward()
     finally:
         model.eval()
     params = {name: (torch.zeros_like(p) if p.grad is None else p.grad).detach().cpu().numpy().copy()
@@ -95,9 +102,10 @@ class Trainer:
         ensure_threads()
         self.optimizer.zero_grad(set_to_none=True)
         try:
-            loss, _ = _loss(self.model, _tensor(self.model, x), labels, train=True)
-            loss.backward()
-            self.optimizer.step()
+            with precision(self.model):
+                loss, _ = _loss(self.model, _tensor(self.model, x), labels, train=True)
+                loss.backward()
+                self.optimizer.step()
         finally:
             self.model.eval()
         return loss.item()
