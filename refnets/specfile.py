@@ -276,9 +276,10 @@ def locate(message: str, located: Dict[str, str]) -> str:
 
 def from_json(obj, validate: bool = True) -> S.ModelSpec:
     """The ModelSpec of a parsed spec file, checked (see the module docstring).
-    `validate=False` skips the schema step (which needs jsonschema) for JSON that
-    `to_json` wrote, e.g. a spec sent to a worker process; the spec's own rules and
-    shape inference still run."""
+    `validate=False` is for JSON that `to_json` wrote, e.g. a spec sent to a worker
+    process: no schema step (it needs jsonschema) and no shape inference here (the
+    backend's build infers, raising what it raises in the parent, such as
+    InputTooSmallError); the spec's own rules still run."""
     check_header(obj)
     if validate:
         check_schema(obj)
@@ -289,6 +290,8 @@ def from_json(obj, validate: bool = True) -> S.ModelSpec:
                             options=tuple(obj.get("options", {}).items()))
     except ValueError as err:
         raise SpecFileError(f"{locate(str(err), located)}: {err}") from None
+    if not validate:
+        return model
     from . import shapes
 
     try:

@@ -125,7 +125,8 @@ class Worker:
         return float(self.get(header["trainer"]).step(arrays["x"], arrays["labels"])), {}
 
     def op_ping(self, header, arrays):
-        return os.getpid(), {}
+        """The worker's pid and how many nets and trainers it holds."""
+        return {"pid": os.getpid(), "held": len(self.objects)}, {}
 
     def handle(self, header, arrays):
         for ident in header.get("free", ()):
