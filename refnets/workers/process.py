@@ -103,7 +103,7 @@ class WorkerProcess:
         if self.hello is not None:
             return self.hello
         try:
-            header, _ = self._receive(self.startup_timeout, "starting")
+            header, _ = self._receive(self.startup_timeout, "while starting")
         except BackendFailure as failure:
             raise WorkerConfigError(
                 f"the {self.label} worker ({self.python}, {self.source}) did not start: {failure.reason}"
@@ -112,8 +112,9 @@ class WorkerProcess:
         if not header.get("ok"):
             self.close()
             err = rebuild(header["error"], self.label)
-            if type(err).__name__ == "BackendUnavailableError":
-                err.args = (f"{err} (in the {self.label} worker's interpreter {self.python}, {self.source})",)
+            if isinstance(err, (WorkerConfigError, ImportError)):  # this interpreter lacks something: say which
+                err = type(err)(f"{err} [in {self.python}, the {self.label} worker's interpreter ({self.source}): "
+                                f"install it there, or set another interpreter]")
             raise err
         self.hello = header["result"]
         return self.hello
