@@ -37,19 +37,19 @@ from typing import Dict, List
 from ._common import ROOT, child_env, loadavg
 
 WAYS = ("in-process/before", "in-process", "workers")
-# The child of the "before" way: parity's CLI with the torch thread fix made a no-op.
-BEFORE = ("import sys, refnets.backends.torch.run as run\n"
-          "run.ensure_threads = lambda: None\n"
-          "from parity.cli import main\n"
-          "sys.exit(main(sys.argv[1:]))\n")
-THREADS = ("import sys, runpy, atexit\n"
-           "def report():\n"
-           "    torch = sys.modules.get('torch')\n"
-           "    if torch is not None:\n"
-           "        print('@@TORCH-THREADS@@', torch.get_num_threads(), file=sys.stderr)\n"
-           "atexit.register(report)\n"
-           "sys.argv = ['parity'] + sys.argv[1:]\n"
-           "runpy.run_module('parity', run_name='__main__')\n")
+# The parity process: torch's thread count reported at exit; for the "before" way
+# the torch thread fix is made a no-op first.
+CHILD = ("import sys, runpy, atexit\n"
+         "if sys.argv[1] == 'before':\n"
+         "    import refnets.backends.torch.run as run\n"
+         "    run.ensure_threads = lambda: None\n"
+         "def report():\n"
+         "    torch = sys.modules.get('torch')\n"
+         "    if torch is not None:\n"
+         "        print('@@TORCH-THREADS@@', torch.get_num_threads(), file=sys.stderr)\n"
+         "atexit.register(report)\n"
+         "sys.argv = ['parity'] + sys.argv[2:]\n"
+         "runpy.run_module('parity', run_name='__main__')\n")
 
 
 def status_kb(pid: int, field: str) -> int:
@@ -82,9 +82,8 @@ def descendants(root: int) -> List[int]:
 
 def command(way: str, model: str, backends: str, layers: bool, out: str) -> List[str]:
     args = [model, "--backends", backends, "--quiet", "--json", out] + (["--layers"] if layers else [])
-    if way == "in-process/before":
-        return [sys.executable, "-c", BEFORE] + args + ["--in-process"]
-    return [sys.executable, "-c", THREADS] + args + (["--workers"] if way == "workers" else ["--in-process"])
+    before = "before" if way == "in-process/before" else "after"
+    return [sys.executable, "-c", CHILD, before] + args + (["--workers"] if way == "workers" else ["--in-process"])
 
 
 def measure(way: str, model: str, backends: str, layers: bool) -> dict:

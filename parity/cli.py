@@ -17,8 +17,9 @@ steps. Dropout runs as identity; default batch 8 and float64, see the README)
 Backends in worker processes: --python NAME=PATH runs backend NAME in its own
 process in that interpreter (repeatable; also REFNETS_PYTHON="mxnet=/path/bin/python"
 or a [python] table in ./refnets.toml or ~/.config/refnets/config.toml); --workers
-runs every backend in its own process. A backend whose worker dies (a crash, out
-of memory, --worker-timeout) is reported as failed; the others still are.
+runs every backend in its own process, the default here (--in-process: all in this
+one, as the library does). A backend whose worker dies (a crash, out of memory,
+--worker-timeout) is reported as failed; the others still are.
 
 Exit codes: 0 all backends agree within tolerance, 1 some disagree, 2 usage or
 environment error (a backend failed)."""
@@ -26,6 +27,7 @@ environment error (a backend failed)."""
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from refnets import registry, workers, zoo_import
@@ -133,22 +135,32 @@ def add_worker_flags(p: argparse.ArgumentParser) -> None:
                             "mxnet=/legacy/venv/bin/python (repeatable; overrides REFNETS_PYTHON and the config file)")
     where = group.add_mutually_exclusive_group()
     where.add_argument("--workers", dest="worker_mode", action="store_const", const="workers",
-                       help="run every backend in its own worker process (this interpreter unless --python names one)")
+                       help="run every backend in its own worker process, in this interpreter unless --python names "
+                            f"one (the default, unless {workers.config.ENV_MODE}=0)")
     where.add_argument("--in-process", dest="worker_mode", action="store_const", const="in-process",
-                       help="run the backends without an interpreter of their own in this process "
-                            f"(the default{'' if workers.config.DEFAULT_MODE == 'in-process' else ' is --workers'})")
+                       help="run the backends that have no --python of their own in this process")
     group.add_argument("--worker-timeout", type=float, metavar="SECONDS",
                        help=f"seconds one step of a worker may take before it is killed and reported as failed "
                             f"(default {workers.config.DEFAULT_TIMEOUT:g}, or {workers.config.ENV_TIMEOUT})")
 
 
+# Every backend in a worker unless told otherwise: measured faster in wall time on the
+# three frameworks (their imports overlap; no OpenMP pool shared between them), half
+# the largest process, and a crash or TensorFlow-vs-triton clash takes one backend
+# with it, not the run (benchmarks/workers.py, README). The library keeps its own
+# default (in-process): `refnets.backends.get` returns native models.
+CLI_WORKER_MODE = "workers"
+
+
 def configure_workers(args) -> None:
-    """The worker flags of this run (each run sets them afresh)."""
+    """The worker flags of this run (each run sets them afresh): --workers or
+    --in-process, else REFNETS_WORKERS, else CLI_WORKER_MODE."""
     pythons = dict(args.python)
     if len(pythons) != len(args.python):
         raise ParityUsageError("--python names the same backend twice")
     workers.configure(pythons)
-    workers.set_mode(args.worker_mode)
+    env_mode = os.environ.get(workers.config.ENV_MODE, "").strip()
+    workers.set_mode(args.worker_mode or (None if env_mode else CLI_WORKER_MODE))
     workers.config.set_timeout(args.worker_timeout)
 
 

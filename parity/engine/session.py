@@ -162,7 +162,7 @@ def localise_all(result: ParityResult, spec, impls, nets, x, say: Progress, refe
             _, ref_acts = impls[reference].forward(nets[reference], x, capture=paths)
     if ref_acts is None:
         return
-    for name in [b for b in result.running(result.backends) if b in result.results and b != reference]:
+    for name in [b for b in result.running(result.backends) if b in nets and b in result.results and b != reference]:
         say(f"capturing {len(paths)} node outputs in {name}")
         with isolated(result, name, say), timed(result, "localise", name):
             _, acts = impls[name].forward(nets[name], x, capture=paths)

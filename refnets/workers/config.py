@@ -32,7 +32,7 @@ from .errors import WorkerConfigError
 ENV_PYTHON = "REFNETS_PYTHON"
 ENV_MODE = "REFNETS_WORKERS"  # "1": every backend in a worker; "0": in process unless configured
 MODES = ("in-process", "workers")
-DEFAULT_MODE = "in-process"
+DEFAULT_MODE = "in-process"  # the library's: `refnets.backends.get` returns native models (parity's CLI: workers)
 
 
 class Interpreter(NamedTuple):
@@ -42,7 +42,7 @@ class Interpreter(NamedTuple):
 
 ENV_TIMEOUT = "REFNETS_WORKER_TIMEOUT"  # seconds one request may take
 ENV_STARTUP_TIMEOUT = "REFNETS_WORKER_STARTUP_TIMEOUT"  # seconds a worker may take to import its framework
-DEFAULT_TIMEOUT = 600.0  # a VGG's float64 gradients on a slow, loaded machine take minutes
+DEFAULT_TIMEOUT = 1800.0  # a hang detector, not a speed limit: the numpy reference's float64 VGG gradients take minutes
 DEFAULT_STARTUP_TIMEOUT = 180.0  # importing TensorFlow on a loaded machine takes tens of seconds
 
 _STATE = {"cli": {}, "mode": None, "in_worker": False, "timeout": None}
