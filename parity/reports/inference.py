@@ -60,7 +60,8 @@ def verdict(result: ParityResult) -> str:
         return "ALL AGREE" if result.passed else "DISAGREEMENT"
     failed = ", ".join(result.failures)
     compared = [r for r in result.results.values() if r.comparison is not None]
-    rest = ("" if not compared else "; the others all agree" if result.agreed else "; and a DISAGREEMENT among the others")
+    rest = ("" if not compared else "; the others all agree" if result.agreed
+            else "; and a DISAGREEMENT among the others")
     return f"INCOMPLETE: {failed} failed{rest}"
 
 

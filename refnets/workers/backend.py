@@ -49,7 +49,8 @@ class WorkerHandle:
         weakref.finalize(self, connection.forget, ident)
 
     def __repr__(self) -> str:
-        return f"<{self.what} #{self.ident} in the {self.connection.worker.label} worker, pid {self.connection.worker.proc.pid}>"
+        worker = self.connection.worker
+        return f"<{self.what} #{self.ident} in the {worker.label} worker, pid {worker.proc.pid}>"
 
 
 class WorkerTrainer:

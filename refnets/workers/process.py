@@ -14,7 +14,7 @@ import signal
 import subprocess
 import sys
 import threading
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, Optional, Tuple
 
 from . import protocol
 from .errors import BackendFailure, WorkerConfigError, rebuild
@@ -177,7 +177,3 @@ class WorkerProcess:
         except subprocess.TimeoutExpired:
             self.kill()
 
-
-def start_all(requests: Sequence[Tuple[str, str, bool]], **kwargs) -> List[WorkerProcess]:
-    """Starts several workers at once (their imports overlap); handshakes later."""
-    return [WorkerProcess(label, python, tf32, **kwargs) for label, python, tf32 in requests]

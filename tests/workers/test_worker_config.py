@@ -100,7 +100,8 @@ def test_mxnet_runs_in_the_legacy_interpreter_from_a_modern_one(tmp_path, capsys
     path = tmp_path / "report.json"
     # numpy beside it only: keras imported into this process before torch's first optimiser
     # crashes a modern environment (TensorFlow's LLVM against triton's), whatever the workers do
-    assert main(["lenet", "--backends", "numpy,mxnet", "--python", f"mxnet={python}", "--quiet", "--json", str(path)]) == 0
+    assert main(["lenet", "--backends", "numpy,mxnet", "--python", f"mxnet={python}", "--quiet",
+                 "--json", str(path)]) == 0
     report = json.loads(path.read_text())
     assert report["comparisons"]["mxnet"]["passed"]
     assert f"numpy {np.__version__}" not in report["versions"]["mxnet worker"]  # its own numpy, not ours
