@@ -14,15 +14,23 @@ sgd|momentum] [--lr LR] [--momentum M] ... : do they also learn the same way?
 (gradients; one training-mode step with its BatchNorm statistics; N optimiser
 steps. Dropout runs as identity; default batch 8 and float64, see the README)
 
+Backends in worker processes: --python NAME=PATH runs backend NAME in its own
+process in that interpreter (repeatable; also REFNETS_PYTHON="mxnet=/path/bin/python"
+or a [python] table in ./refnets.toml or ~/.config/refnets/config.toml); --workers
+runs every backend in its own process, the default here (--in-process: all in this
+one, as the library does). A backend whose worker dies (a crash, out of memory,
+--worker-timeout) is reported as failed; the others still are.
+
 Exit codes: 0 all backends agree within tolerance, 1 some disagree, 2 usage or
-environment error."""
+environment error (a backend failed)."""
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
-from refnets import registry, zoo_import
+from refnets import registry, workers, zoo_import
 from refnets.cliargs import parse_option, parse_shape
 from refnets.trace.user import load_and_trace
 from refnets.userload import is_callable_ref
@@ -88,6 +96,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--tf32", action="store_true",
                    help="allow TF32 on the GPU (off by default: it puts float32 outputs about 1e-3 of max|ref| away, "
                         "far outside the float32 tolerance)")
+    add_worker_flags(p)
     training = p.add_argument_group("training (instead of the inference comparison)")
     modes = training.add_mutually_exclusive_group()
     modes.add_argument("--grad", action="store_true",
@@ -110,6 +119,49 @@ def parser() -> argparse.ArgumentParser:
                           help="with --train-steps: also train the reference from weights one rounding unit apart "
                                "and report how far it drifts from itself per step (the verdict is unchanged)")
     return p
+
+
+def _python_pair(text: str):
+    name, sep, path = text.partition("=")
+    if not sep or not name.strip() or not path.strip():
+        raise argparse.ArgumentTypeError(f"{text!r}: give NAME=PATH, e.g. mxnet=/path/to/venv/bin/python")
+    return name.strip(), path.strip()
+
+
+def add_worker_flags(p: argparse.ArgumentParser) -> None:
+    group = p.add_argument_group("worker processes")
+    group.add_argument("--python", type=_python_pair, action="append", default=[], metavar="NAME=PATH",
+                       help="run backend NAME in a worker process in this interpreter, e.g. "
+                            "mxnet=/legacy/venv/bin/python (repeatable; overrides REFNETS_PYTHON and the config file)")
+    where = group.add_mutually_exclusive_group()
+    where.add_argument("--workers", dest="worker_mode", action="store_const", const="workers",
+                       help="run every backend in its own worker process, in this interpreter unless --python names "
+                            f"one (the default, unless {workers.config.ENV_MODE}=0)")
+    where.add_argument("--in-process", dest="worker_mode", action="store_const", const="in-process",
+                       help="run the backends that have no --python of their own in this process")
+    group.add_argument("--worker-timeout", type=float, metavar="SECONDS",
+                       help=f"seconds one step of a worker may take before it is killed and reported as failed "
+                            f"(default {workers.config.DEFAULT_TIMEOUT:g}, or {workers.config.ENV_TIMEOUT})")
+
+
+# Every backend in a worker unless told otherwise: measured faster in wall time on the
+# three frameworks (their imports overlap; no OpenMP pool shared between them), half
+# the largest process, and a crash or TensorFlow-vs-triton clash takes one backend
+# with it, not the run (benchmarks/workers.py, README). The library keeps its own
+# default (in-process): `refnets.backends.get` returns native models.
+CLI_WORKER_MODE = "workers"
+
+
+def configure_workers(args) -> None:
+    """The worker flags of this run (each run sets them afresh): --workers or
+    --in-process, else REFNETS_WORKERS, else CLI_WORKER_MODE."""
+    pythons = dict(args.python)
+    if len(pythons) != len(args.python):
+        raise ParityUsageError("--python names the same backend twice")
+    workers.configure(pythons)
+    env_mode = os.environ.get(workers.config.ENV_MODE, "").strip()
+    workers.set_mode(args.worker_mode or (None if env_mode else CLI_WORKER_MODE))
+    workers.config.set_timeout(args.worker_timeout)
 
 
 def _progress(message: str) -> None:
@@ -148,6 +200,13 @@ def _run_port(args, progress) -> int:
 
 def main(argv=None) -> int:
     args = parser().parse_args(argv)
+    try:
+        return _main(args)
+    finally:
+        workers.config.reset()  # the worker flags were this run's
+
+
+def _main(args) -> int:
     if args.list:
         print("\n".join(zoo_import.supported(args.against) if args.against else registry.list_models()))
         return 0
@@ -157,6 +216,7 @@ def main(argv=None) -> int:
     progress = None if args.quiet else _progress
     mode = "grad" if args.grad else "train" if args.train else "train-steps" if args.train_steps is not None else None
     try:
+        configure_workers(args)
         _check_flags(args, mode)
         if not args.port:
             args.backends = place_backends(args.backends, args.device, args.tf32)

@@ -26,7 +26,8 @@ from .engine.config import (ParityUsageError, check_backends, check_batch, check
                             resolve_tolerance, seeded_input)
 from .engine.header import Progress, progress_or_quiet
 from .engine.localise import localise
-from .engine.session import ParityResult, build_and_load, compare_all, forward_all, import_backends, timed
+from .engine.session import (ParityResult, build_and_load, compare_all, forward_all, import_backends, isolated,
+                             timed)
 from .engine.tolerances import tolerance
 
 
@@ -94,7 +95,7 @@ def run_against(model: str, zoo: str, backends: Optional[Sequence[str]] = None, 
     del canonical
     outputs.update(forward_all(result, impls, nets, x, say))
     compare_all(result, outputs)
-    if layers or not result.passed:
+    if layers or not result.agreed:
         if not layers:
             say(f"rebuilding {label} {entry.native} to localise")
             native = zoo_model.build()
@@ -136,9 +137,9 @@ def localise_against_zoo(result, spec, binding, zoo_impl, native, impls, nets, x
     say(f"capturing {len(paths)} layer outputs in {label}")
     with timed(result, "localise", label):
         ref_acts = zoo_impl.capture(native, points, x)
-    for name in result.backends[1:]:
+    for name in [b for b in result.running(result.backends[1:]) if b in result.results]:
         say(f"capturing {len(paths)} node outputs in {name}")
-        with timed(result, "localise", name):
+        with isolated(result, name, say), timed(result, "localise", name):
             _, acts = impls[name].forward(nets[name], x, capture=paths)
             result.results[name].localisation = localise(spec, ref_acts, acts, result.rtol, result.atol, paths)
 

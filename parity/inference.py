@@ -45,6 +45,6 @@ def run(model: Union[str, S.ModelSpec], backends: Optional[Sequence[str]] = None
     x = seeded_input(seed, batch, spec.input_shape, dtype)
     outputs = forward_all(result, impls, nets, x, say)
     compare_all(result, outputs)
-    if layers or not result.passed:
+    if layers or not result.agreed:
         localise_all(result, spec, impls, nets, x, say)
     return result

@@ -57,7 +57,8 @@ def run_traced(reference: str, framework: str, backends: Optional[Sequence[str]]
     with timed(result, "forward", YOURS):
         outputs[YOURS], _ = B.get_reader(framework).forward(user.native, x)
     compare_all(result, outputs)
-    if (layers or not result.passed) and len(chosen) > 1:
-        result.localised_against = framework if framework in chosen else chosen[0]
+    ran = [name for name in result.running(chosen) if name in outputs]
+    if (layers or not result.agreed) and len(ran) > 1:
+        result.localised_against = framework if framework in ran else ran[0]
         localise_all(result, spec, impls, nets, x, say, reference=result.localised_against)
     return result

@@ -1,7 +1,14 @@
+import os
+
 import numpy as np
 import pytest
 
 from refnets import backends
+
+# parity's CLI runs every backend in a worker by default; many tests patch a backend in
+# this process and then run the CLI, so the suite runs them here unless a test asks for
+# workers (tests/workers). A configured interpreter (REFNETS_PYTHON) is still a worker.
+os.environ.setdefault("REFNETS_WORKERS", "0")
 
 INSTALLED = backends.installed()
 

@@ -17,6 +17,7 @@ from refnets.native import PortModelError
 from refnets.trace.graph import UntraceableError
 from refnets.userload import UserCodeError
 from refnets.zoo_import import UnknownZooError
+from refnets.workers import BackendFailure, WorkerConfigError
 
 DTYPES = ("float32", "float64")
 
@@ -28,7 +29,8 @@ class ParityUsageError(Exception):
 USAGE_ERRORS = (registry.UnknownModelError, registry.BadOptionError, B.UnknownBackendError,
                 B.BackendUnavailableError, refnets.InputTooSmallError, W.WeightFileError,
                 W.WeightMismatchError, ParityUsageError, UnknownZooError,
-                PortModelError, B.CapabilityError, UserCodeError, UntraceableError, SpecFileError)
+                PortModelError, B.CapabilityError, UserCodeError, UntraceableError, SpecFileError,
+                WorkerConfigError, BackendFailure)  # a worker that died outside an inference run: exit 2
 
 
 def check_dtype(dtype: str) -> str:

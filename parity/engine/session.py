@@ -1,18 +1,26 @@
 """The inference comparison's steps, shared by `parity.run` and `parity.run_against`:
 import the backends, build each model and load the weights, one forward each,
 compare with the reference, localise per node. The result they fill is
-`ParityResult`."""
+`ParityResult`.
+
+A backend whose worker process dies or overruns its time (`BackendFailure`) is
+recorded in `ParityResult.failures` and left out of the later steps; the others
+still run and are compared (with the next backend as the reference when the
+reference failed). Such a run exits 2, an environment error, never 1: a crash
+is not a disagreement, and a run with a missing backend is not a pass."""
 
 from __future__ import annotations
 
 import platform
 import sys
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional
 
 import numpy as np
 import refnets
 from refnets import backends as B
+from refnets import workers
 
 from .header import Progress, RunHeader, timed_into
 from .localise import Localisation, capture_paths, localise
@@ -36,14 +44,26 @@ class ParityResult(RunHeader):
     zoo_model: Optional[str] = None  # the zoo's own name for it
     native: Optional[str] = None  # a verified conversion: the user's MODULE:CALLABLE (framework), the reference
     localised_against: Optional[str] = None  # the backend per-node captures were compared with, when not the reference
+    failures: Dict[str, str] = field(default_factory=dict)  # backend -> why it failed (its worker died, timed out)
 
     @property
-    def passed(self) -> bool:
+    def agreed(self) -> bool:
+        """Every backend that ran agrees with the reference."""
         return all(r.comparison is None or r.comparison.passed for r in self.results.values())
 
     @property
+    def passed(self) -> bool:
+        return self.agreed and not self.failures
+
+    @property
     def exit_code(self) -> int:
-        return 0 if self.passed else 1
+        """0 all agree, 1 some disagree, 2 some backend failed (an environment
+        error: the run is incomplete, whatever the others did)."""
+        return 2 if self.failures else 0 if self.passed else 1
+
+    def running(self, names) -> List[str]:
+        """`names` without the backends that failed."""
+        return [name for name in names if name not in self.failures]
 
 
 def timed(result, phase: str, key: str):
@@ -56,12 +76,32 @@ def environment_versions() -> Dict[str, str]:
             "platform": sys.platform}
 
 
+@contextmanager
+def isolated(result, name: str, say: Progress):
+    """Runs a step of backend `name`; if its worker fails (`BackendFailure`), the
+    failure is recorded in `result.failures` and the run goes on without it.
+    Results without `failures` (the training runs) let it propagate: exit 2."""
+    if not hasattr(result, "failures"):
+        yield
+        return
+    try:
+        yield
+    except workers.BackendFailure as failure:
+        result.failures[name] = str(failure)
+        say(f"{failure.summary()}: going on without {name}")
+
+
 def import_backends(result, chosen: List[str], say: Progress) -> Dict[str, object]:
+    """The backends' implementations; workers, if any, all started first so their
+    frameworks import side by side."""
+    workers.prestart(chosen, tf32=result.tf32)
     impls = {}
     for name in chosen:
         say(f"importing {name}")
-        with timed(result, "import", name):
+        with isolated(result, name, say), timed(result, "import", name):
             impls[name] = B.get(name, tf32=result.tf32)
+        if name not in impls:
+            continue
         result.versions.update(impls[name].versions())
         if impls[name].device != "cpu":
             result.devices[name] = impls[name].describe_device()
@@ -72,31 +112,41 @@ def import_backends(result, chosen: List[str], say: Progress) -> Dict[str, objec
 def build_and_load(result, spec, impls, canonical, say: Progress) -> Dict[str, object]:
     nets = {}
     for name, impl in impls.items():
-        say(f"building {spec.name} in {name}")
-        with timed(result, "build", name):
-            nets[name] = impl.build(spec, dtype=result.dtype)
-        result.param_counts[name] = impl.count_params(nets[name])
-        say(f"setting weights in {name}")
-        with timed(result, "weights", name):
-            impl.set_weights(nets[name], canonical)
+        with isolated(result, name, say):
+            say(f"building {spec.name} in {name}")
+            with timed(result, "build", name):
+                net = impl.build(spec, dtype=result.dtype)
+            result.param_counts[name] = impl.count_params(net)
+            say(f"setting weights in {name}")
+            with timed(result, "weights", name):
+                impl.set_weights(net, canonical)
+            nets[name] = net
     return nets
 
 
 def forward_all(result, impls, nets, x, say: Progress) -> Dict[str, np.ndarray]:
     outputs = {}
-    for name, impl in impls.items():
+    for name in [n for n in impls if n in nets]:
         say(f"forward in {name}")
-        with timed(result, "forward", name):
-            outputs[name], _ = impl.forward(nets[name], x)
+        with isolated(result, name, say), timed(result, "forward", name):
+            outputs[name], _ = impls[name].forward(nets[name], x)
     return outputs
 
 
 def compare_all(result: ParityResult, outputs: Dict[str, np.ndarray]) -> None:
+    """Each backend's output against the reference's; when the reference failed,
+    against the first backend that did not (`result.reference` then names it)."""
+    ran = [name for name in result.backends if name in outputs]
+    if not ran:
+        return
+    if result.reference not in outputs:
+        result.reference = ran[0]
     ref = outputs[result.reference]
     result.results[result.reference] = BackendResult(result.reference)
-    for name in result.backends[1:]:
-        with timed(result, "compare", name):
-            result.results[name] = BackendResult(name, compare(outputs[name], ref, result.rtol, result.atol))
+    for name in ran:
+        if name != result.reference:
+            with timed(result, "compare", name):
+                result.results[name] = BackendResult(name, compare(outputs[name], ref, result.rtol, result.atol))
 
 
 def localise_all(result: ParityResult, spec, impls, nets, x, say: Progress, reference: Optional[str] = None) -> None:
@@ -105,12 +155,16 @@ def localise_all(result: ParityResult, spec, impls, nets, x, say: Progress, refe
     beside the reference's."""
     reference = reference or result.reference
     paths = capture_paths(spec)
-    say(f"capturing {len(paths)} node outputs in {reference}")
-    with timed(result, "localise", reference):
-        _, ref_acts = impls[reference].forward(nets[reference], x, capture=paths)
-    for name in [b for b in result.backends if b in impls and b != reference]:
+    ref_acts = None
+    if reference in nets and reference not in result.failures:
+        say(f"capturing {len(paths)} node outputs in {reference}")
+        with isolated(result, reference, say), timed(result, "localise", reference):
+            _, ref_acts = impls[reference].forward(nets[reference], x, capture=paths)
+    if ref_acts is None:
+        return
+    for name in [b for b in result.running(result.backends) if b in nets and b in result.results and b != reference]:
         say(f"capturing {len(paths)} node outputs in {name}")
-        with timed(result, "localise", name):
+        with isolated(result, name, say), timed(result, "localise", name):
             _, acts = impls[name].forward(nets[name], x, capture=paths)
             result.results[name].localisation = localise(spec, ref_acts, acts, result.rtol, result.atol)
             del acts

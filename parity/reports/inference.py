@@ -17,7 +17,12 @@ def format_value(value) -> str:
 
 def _summary_rows(result: ParityResult):
     rows = []
-    for name in result.backends[1:]:
+    for name in [b for b in result.backends if b != result.reference]:
+        if name in result.failures:
+            rows.append([name, "-", "-", "-", "-", "FAILED (see below)"])
+            continue
+        if name not in result.results:
+            continue
         c = result.results[name].comparison
         top1 = "-" if c.top1 is None else f"{c.top1:.0%}"
         verdict = "PASS" if c.passed else ("FAIL (NaN/Inf)" if not c.finite else "FAIL")
@@ -34,13 +39,39 @@ def _timing_rows(result: ParityResult):
     return rows
 
 
+def failure_lines(result: ParityResult) -> List[str]:
+    """Each failed backend's message (the signal or status, its stderr's last lines)."""
+    failures = getattr(result, "failures", {})
+    lines = []
+    original = result.backends[0]
+    if original in failures and result.reference != original:
+        lines.append(f"the reference {original} failed: the others are compared with {result.reference}")
+    elif original in failures:
+        lines.append(f"the reference {original} failed and fewer than two backends remain: nothing was compared")
+    for name, message in failures.items():
+        first, *rest = message.splitlines()
+        lines.append(f"{name}: FAILED: {first}")
+        lines += ["  " + line for line in rest]
+    return lines
+
+
+def verdict(result: ParityResult) -> str:
+    if not getattr(result, "failures", None):
+        return "ALL AGREE" if result.passed else "DISAGREEMENT"
+    failed = ", ".join(result.failures)
+    compared = [r for r in result.results.values() if r.comparison is not None]
+    rest = ("" if not compared else "; the others all agree" if result.agreed
+            else "; and a DISAGREEMENT among the others")
+    return f"INCOMPLETE: {failed} failed{rest}"
+
+
 def localisation_lines(result: ParityResult, all_nodes: bool) -> List[str]:
     lines = []
     localised_against = getattr(result, "localised_against", None)  # the training runs' results share these lines
     against = localised_against or result.reference
     if localised_against:
         lines.append(f"(per node against the spec built in {against}: your own model has no captures by spec path)")
-    for name in result.backends[1:]:
+    for name in [b for b in result.backends[1:] if b in result.results]:
         loc = result.results[name].localisation
         if loc is None:
             continue
@@ -80,12 +111,16 @@ def text(result: ParityResult, all_nodes: bool = False) -> str:
              f"reference {result.reference}  tolerance max|out-ref| <= {result.atol:g} + {result.rtol:g}*max|ref|", ""]
     lines += device_lines(result)
     lines += table(["backend", "max abs", "max rel", "mean abs", "top-1", "verdict"], _summary_rows(result))
+    failures = failure_lines(result)
+    if failures:
+        lines += ["", "failed backends (their worker died or timed out: an environment failure, not a disagreement)"]
+        lines += failures
     lines += ["", "seconds per phase"]
     lines += table(["backend"] + list(PHASES), _timing_rows(result))
     localisation = localisation_lines(result, all_nodes)
     if localisation:
         lines += ["", "per-node comparison"] + localisation
-    lines += ["", "ALL AGREE" if result.passed else "DISAGREEMENT"]
+    lines += ["", verdict(result)]
     return "\n".join(lines)
 
 
@@ -100,6 +135,7 @@ def as_dict(result: ParityResult) -> dict:
                         for name, r in result.results.items() if r.comparison is not None},
         "timings_s": result.timings, "param_counts": {k: list(v) for k, v in result.param_counts.items()},
         "versions": result.versions, "devices": result.devices, "tf32": result.tf32,
+        "failures": dict(result.failures),
     }
 
 

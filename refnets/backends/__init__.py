@@ -75,8 +75,16 @@ def _import_package(name: str, module: str):
 def get(label: str, tf32: bool = False) -> Backend:
     """The backend `label` (a name, or `name:device`, see `parse_label`), importing its
     framework now (BackendUnavailableError with the install command when it is
-    missing, or when the device is not there). `tf32`: allow TF32 on a GPU."""
+    missing, or when the device is not there). `tf32`: allow TF32 on a GPU.
+    A `refnets.workers.WorkerBackend` when the backend runs in a worker process
+    (see `refnets.workers.config`)."""
+    from .. import workers
+
     name, device = parse_label(label)
+    remote = workers.backend_for(canonical_label(label), tf32)
+    if remote is not None:
+        remote.hello()  # started, its framework imported (or the reason it could not be)
+        return remote
     backend = _load(name)
     if device == "cpu":
         return backend
@@ -105,8 +113,12 @@ def get_reader(name: str):
 
 
 def is_installed(label: str) -> bool:
-    """Whether the framework of `label`'s backend is installed, without importing it."""
-    return importlib.util.find_spec(catalog.BACKENDS[parse_label(label)[0]].framework) is not None
+    """Whether the framework of `label`'s backend is installed, without importing it,
+    or an interpreter is configured to run it in a worker (`refnets.workers.config`)."""
+    from .. import workers
+
+    name = parse_label(label)[0]
+    return workers.is_configured(name) or importlib.util.find_spec(catalog.BACKENDS[name].framework) is not None
 
 
 def installed() -> List[str]:

@@ -9,7 +9,7 @@ import torch
 
 from ..base import Gradients, heavy_ball_momentum
 from .device import precision
-from .framework import F, nn
+from .framework import F, ensure_threads, nn
 
 
 def _capture_hooks(model: nn.Module, capture: Sequence[str], store: Dict[str, np.ndarray]):
@@ -41,6 +41,7 @@ def forward(model: nn.Module, x: np.ndarray, capture: Sequence[str] = (),
     training mode (BatchNorm on batch statistics; the running statistics are
     restored afterwards, so the model is unchanged); optionally the outputs of
     the spec nodes named in `capture` (channels-first)."""
+    ensure_threads()
     store: Dict[str, np.ndarray] = {}
     handles = _capture_hooks(model, capture, store)
     buffers = [b for _, b in model.named_buffers()]
@@ -71,6 +72,7 @@ def gradients(model: nn.Module, x: np.ndarray, labels: np.ndarray, train: bool =
     """Loss, logits and the gradients of the mean cross-entropy with respect to
     the input and every parameter. `train`: training mode, which updates the
     BatchNorm running statistics as a training step does."""
+    ensure_threads()
     inputs = _tensor(model, x).requires_grad_(True)
     model.zero_grad(set_to_none=True)
     try:
@@ -97,6 +99,7 @@ class Trainer:
 
     def step(self, x: np.ndarray, labels: np.ndarray) -> float:
         """One optimiser step on the batch; the loss before the step."""
+        ensure_threads()
         self.optimizer.zero_grad(set_to_none=True)
         try:
             with precision(self.model):

@@ -1,0 +1,179 @@
+"""The parent's side of one worker process: start it, send a request, wait for the
+answer (with a timeout), notice its death, keep the tail of its stderr.
+
+A worker that dies or overruns its time raises `BackendFailure` naming the
+backend, the signal or exit status and the last lines of its stderr; an error the
+worker's own code raised comes back as an exception (see `errors.rebuild`).
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import signal
+import subprocess
+import sys
+import threading
+from typing import Dict, Optional, Tuple
+
+from . import protocol
+from .errors import BackendFailure, WorkerConfigError, rebuild
+
+STDERR_LINES = 40
+SOURCE_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def worker_env(extra: Optional[Dict[str, str]] = None) -> Dict[str, str]:
+    """The parent's environment with this source tree first on PYTHONPATH, so the
+    worker's interpreter imports this refnets even where refnets is not installed."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([SOURCE_ROOT] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
+    env["PYTHONUNBUFFERED"] = "1"
+    env.update(extra or {})
+    return env
+
+
+def describe_exit(returncode: Optional[int]) -> str:
+    """'killed by SIGSEGV', 'exited with status 3', 'still running'."""
+    if returncode is None:
+        return "still running"
+    if returncode < 0:
+        try:
+            return f"killed by {signal.Signals(-returncode).name}"
+        except ValueError:
+            return f"killed by signal {-returncode}"
+    return f"exited with status {returncode}"
+
+
+class StderrTail:
+    """Drains a worker's stderr on a thread: every line goes on to our stderr
+    (the frameworks' warnings stay visible, as in one process) and the last
+    STDERR_LINES are kept for the failure message."""
+
+    def __init__(self, stream, prefix: str, echo: bool):
+        self.lines = collections.deque(maxlen=STDERR_LINES)
+        self.prefix, self.echo = prefix, echo
+        self.thread = threading.Thread(target=self._drain, args=(stream,), daemon=True)
+        self.thread.start()
+
+    def _drain(self, stream) -> None:
+        for raw in iter(stream.readline, b""):
+            line = raw.decode("utf-8", "replace").rstrip("\n")
+            self.lines.append(line)
+            if self.echo:
+                try:
+                    print(f"{self.prefix}{line}", file=sys.stderr, flush=True)
+                except (OSError, ValueError):  # our stderr was closed (interpreter shutting down)
+                    pass
+        stream.close()
+
+    def text(self, wait: float = 1.0) -> str:
+        self.thread.join(wait)
+        return "\n".join(self.lines)
+
+
+class WorkerProcess:
+    """One running worker: `python -m refnets.workers LABEL` in `python`."""
+
+    def __init__(self, label: str, python: str, tf32: bool = False, startup_timeout: float = 120.0,
+                 echo_stderr: bool = True, source: str = "workers"):
+        self.label, self.python, self.source = label, python, source
+        command = [python, "-m", "refnets.workers", label] + (["--tf32"] if tf32 else [])
+        try:
+            self.proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                         stderr=subprocess.PIPE, cwd=SOURCE_ROOT, env=worker_env(),
+                                         start_new_session=True)
+        except OSError as err:
+            raise WorkerConfigError(f"cannot start the {label} worker with {python} ({source}): "
+                                    f"{err.strerror or err}; give the path of a python interpreter") from None
+        self.stderr = StderrTail(self.proc.stderr, f"[{label} worker] ", echo_stderr)
+        self.startup_timeout = startup_timeout
+        self.hello: Optional[dict] = None
+        self.failure: Optional[BackendFailure] = None
+
+    @property
+    def alive(self) -> bool:
+        return self.failure is None and self.proc.poll() is None
+
+    def handshake(self) -> dict:
+        """Waits for the worker's hello (its backend imported): the backend's
+        name, capabilities, versions. A worker that cannot start is a usage
+        error naming the interpreter; one whose framework is missing raises
+        BackendUnavailableError."""
+        if self.hello is not None:
+            return self.hello
+        try:
+            header, _ = self._receive(self.startup_timeout, "while starting")
+        except BackendFailure as failure:
+            raise WorkerConfigError(
+                f"the {self.label} worker ({self.python}, {self.source}) did not start: {failure.reason}"
+                f"{failure.stderr_block()}\nIs it a python interpreter (3.10+) with numpy and safetensors? "
+                f"Check it with: {self.python} -c 'import numpy, safetensors'") from None
+        if not header.get("ok"):
+            self.close()
+            err = rebuild(header["error"], self.label)
+            if isinstance(err, (WorkerConfigError, ImportError)):  # this interpreter lacks something: say which
+                err = type(err)(f"{err} [in {self.python}, the {self.label} worker's interpreter ({self.source}): "
+                                f"install it there, or set another interpreter]")
+            raise err
+        self.hello = header["result"]
+        return self.hello
+
+    def call(self, header: dict, arrays=None, timeout: Optional[float] = None) -> Tuple[object, dict]:
+        """(result, arrays) of one request; the worker's own exception re-raised;
+        BackendFailure when it dies or overruns `timeout` seconds."""
+        self.handshake()
+        if not self.alive:
+            raise self.failure or self._died("before the request")
+        try:
+            protocol.write_message(self.proc.stdin.fileno(), header, arrays)
+        except (BrokenPipeError, ConnectionResetError):
+            raise self._died(f"while receiving {header['op']!r}") from None
+        answer, out = self._receive(timeout, f"during {header['op']!r}")
+        if not answer.get("ok"):
+            raise rebuild(answer["error"], self.label)
+        return answer["result"], out
+
+    def _receive(self, timeout: Optional[float], doing: str):
+        try:
+            return protocol.read_message(self.proc.stdout.fileno(), timeout)
+        except protocol.ChannelTimeout:
+            self.kill()
+            raise self._fail(f"timed out after {timeout:g} s {doing} (killed)") from None
+        except protocol.ChannelClosed:
+            raise self._died(doing) from None
+
+    def _died(self, doing: str) -> BackendFailure:
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.kill()
+        return self._fail(f"{describe_exit(self.proc.returncode)} {doing}")
+
+    def _fail(self, reason: str) -> BackendFailure:
+        self.failure = BackendFailure(self.label, reason, self.stderr.text(), self.python)
+        return self.failure
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Asks the worker to exit; kills it if it does not within `timeout`."""
+        if self.proc.poll() is None and self.failure is None and self.hello is not None:
+            try:
+                protocol.write_message(self.proc.stdin.fileno(), {"op": "exit"})
+                protocol.read_message(self.proc.stdout.fileno(), timeout)
+            except (OSError, EOFError, protocol.ChannelTimeout):
+                pass
+        for stream in (self.proc.stdin, self.proc.stdout):
+            try:
+                stream.close()
+            except OSError:
+                pass
+        try:
+            self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+
