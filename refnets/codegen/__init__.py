@@ -13,20 +13,24 @@ This package imports no framework.
 
 from __future__ import annotations
 
+from typing import Optional
+
 from .. import spec as S
 from .analyse import make_plan
 
 FRAMEWORKS = ("torch", "keras", "mxnet")
 
 
-def generate(spec: S.ModelSpec, framework: str) -> str:
-    """The source of a module that builds `spec` in `framework` (torch, keras, mxnet)."""
+def generate(spec: S.ModelSpec, framework: str, origin: Optional[str] = None) -> str:
+    """The source of a module that builds `spec` in `framework` (torch, keras, mxnet).
+    `origin`: the MODEL argument it came from, for the docstring's command line
+    (default: the spec's name)."""
     plan = make_plan(spec)
     if framework == "torch":
         from .torch_module import generate as emit
     else:
         raise ValueError(f"unknown framework {framework!r}; choose from {', '.join(FRAMEWORKS)}")
-    return emit(plan)
+    return emit(plan, origin or spec.name)
 
 
 __all__ = ["FRAMEWORKS", "generate", "make_plan"]

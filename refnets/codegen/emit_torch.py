@@ -17,17 +17,23 @@ from .. import spec as S
 from .leaves import padding_mode, pool_mode
 from .plan import ClassPlan, Plan
 from .structure import FUNCTIONAL, Template, identifier, kids, numbered, var_name
-from .writer import Call, Source, brackets, call, literal, string
+from .writer import Source, brackets, call, literal, string
 
 ACTIVATION_MODULES = {"relu": "nn.ReLU()", "sigmoid": "nn.Sigmoid()", "tanh": "nn.Tanh()",
                       "softmax": "nn.Softmax(dim=1)"}
 ACTIVATION_CALLS = {"relu": "F.relu({})", "sigmoid": "torch.sigmoid({})", "tanh": "torch.tanh({})",
                     "softmax": "F.softmax({}, dim=1)"}
-COMPOSE = 56  # compose calls in forward up to this many characters, as people write them
+COMPOSE = 56
+MERGE = 60  # a merge of longer branch expressions names the branches first  # compose calls in forward up to this many characters, as people write them
+
+
+def too_deep(expr: str) -> bool:
+    """Past what people write on one line: long, or more than two calls deep."""
+    return len(expr) > COMPOSE or expr.count("(") - expr.count("((") > 2
 
 
 class ClassWriter:
-    def __init__(self, emitter: "TorchEmitter", cls: ClassPlan):
+    def __init__(self, emitter, cls: ClassPlan):
         self.emitter, self.cls = emitter, cls
         self.t = Template(emitter.plan, cls)
         self.locals = set(cls.params) | {"self", "x"}
@@ -122,7 +128,8 @@ class ClassWriter:
         containers' parts go to __init__ first)."""
         t = self.t
         if t.instance(path) is not None:
-            return call(t.instance(path).name, *t.args(path))
+            child, args = t.instance(path), t.args(path)
+            return call(child.name, args[0], **dict(zip(child.params[1:], args[1:])))
         stage = t.stage(path)
         if stage is not None:
             self.emitter.need.add("make_stage")
@@ -188,7 +195,7 @@ class ClassWriter:
             return self.chain(node, path, x, var)
         parts = [self.apply(child, sub_path, x, var_name(segment, self.locals))
                  for segment, sub_path, child in kids(node, path)]
-        if any(len(p) > COMPOSE for p in parts):
+        if any(too_deep(p) for p in parts) or sum(len(p) + 2 for p in parts) > MERGE:
             named = []
             for (segment, _, _), part in zip(kids(node, path), parts):
                 if not part.isidentifier():
@@ -206,7 +213,7 @@ class ClassWriter:
                 self.forward.append(f"{var} = {current}")
                 current = var
             expr = self.apply(child, sub_path, current, var)
-            if expr != current and len(expr) > COMPOSE and not current.isidentifier():
+            if expr != current and too_deep(expr) and not current.isidentifier():
                 self.forward.append(f"{var} = {current}")
                 current = var
                 expr = self.apply(child, sub_path, current, var)
@@ -215,6 +222,7 @@ class ClassWriter:
 
     def write(self, src: Source) -> None:
         self.build_init()
+        self.locals = set(self.cls.params) | {"self", "x"}  # forward's own names
         result = self.apply(self.cls.node, self.cls.path, "x", "x")
         root = self.cls.path == ""
         src.add(f"class {self.cls.name}(nn.Module):")

@@ -77,12 +77,12 @@ def facts(plan: Plan, phrases: Dict[str, str]) -> List[str]:
     return bullets
 
 
-def module_doc(plan: Plan, framework: str, phrases: Dict[str, str], usage: str) -> str:
+def module_doc(plan: Plan, framework: str, phrases: Dict[str, str], usage: str, origin: str) -> str:
     spec = plan.spec
     c, h, w = spec.input_shape
     options = ", ".join(f"{k}={v!r}" for k, v in spec.options) or "none"
     head = (f"{spec.name} in {framework}, generated from the refnets spec by `python -m refnets code "
-            f"{spec.name} --framework {phrases['key']}`. Input {c}x{h}x{w} (channels, height, width); "
+            f"{origin} --framework {phrases['key']}`. Input {c}x{h}x{w} (channels, height, width); "
             f"options {options}. Parameter names follow the spec's node paths, so canonical weights "
             f"load by name (load_canonical).")
     classes = "\n".join(f"- {cls.name}: {cls.doc}" for cls in plan.classes[:-1])

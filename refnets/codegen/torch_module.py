@@ -7,7 +7,6 @@ This module imports no framework.
 
 from __future__ import annotations
 
-from .. import spec as S
 from . import notes, torch_helpers
 from .emit_torch import ClassWriter
 from .plan import ClassPlan, Plan
@@ -48,13 +47,14 @@ USAGE = """Use:
 
 
 class TorchEmitter:
-    def __init__(self, plan: Plan):
-        self.plan = plan
+    def __init__(self, plan: Plan, origin: str):
+        self.plan, self.origin = plan, origin
         self.need = set()
 
     def class_doc(self, cls: ClassPlan) -> str:
         if cls.path == "":
-            return f"{self.plan.spec.name}: {len(self.plan.classes) - 1} block kinds, see the module docstring."
+            kinds = len(self.plan.classes) - 1
+            return f"{self.plan.spec.name}" + (f": its {kinds} block kinds are above." if kinds else ".")
         args = ", ".join(cls.params)
         return f"{cls.doc} ({len(cls.members)} in the model; arguments: {args})."
 
@@ -87,7 +87,7 @@ class TorchEmitter:
         body.blank(2)
         self.need.add("load_canonical")
         src = Source()
-        src.docstring(notes.module_doc(self.plan, "PyTorch", PHRASES, USAGE), 0)
+        src.docstring(notes.module_doc(self.plan, "PyTorch", PHRASES, USAGE, self.origin), 0)
         src.blank()
         src.add("\n".join(self.imports(body.text())))
         src.blank(2)
@@ -105,8 +105,7 @@ class TorchEmitter:
         return src.text()
 
     def imports(self, text: str):
-        out = ["import json", ""] if True else []
-        out += ["import torch"]
+        out = ["import json", "", "import torch"]
         helpers_text = "".join(torch_helpers.sections()[n] for n in self.need
                                if n in torch_helpers.sections())
         if "F." in text or "F." in helpers_text or "PaddedPool2d" in self.need or "SameConv2d" in self.need:
@@ -121,8 +120,6 @@ def _lit(value) -> str:
     return literal(value)
 
 
-def generate(plan: Plan) -> str:
-    return TorchEmitter(plan).generate()
+def generate(plan: Plan, origin: str) -> str:
+    return TorchEmitter(plan, origin).generate()
 
-
-__all__ = ["generate", "S"]

@@ -117,7 +117,7 @@ class Source:
                 body += textwrap.wrap(item, width, initial_indent=first + "- ", subsequent_indent="  ",
                                       break_on_hyphens=False)
                 first = ""
-        if len(body) == 1 and len(body[0]) + 3 <= width:
+        if len(body) == 1:  # ruff format joins the closing quotes to a single line
             self.out.append(f'{pad}{body[0]}"""')
             return
         self.out += [f"{pad}{b}" if b else "" for b in body] + [f'{pad}"""']
