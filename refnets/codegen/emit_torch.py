@@ -24,7 +24,8 @@ ACTIVATION_MODULES = {"relu": "nn.ReLU()", "sigmoid": "nn.Sigmoid()", "tanh": "n
 ACTIVATION_CALLS = {"relu": "F.relu({})", "sigmoid": "torch.sigmoid({})", "tanh": "torch.tanh({})",
                     "softmax": "F.softmax({}, dim=1)"}
 COMPOSE = 56
-MERGE = 60  # a merge of longer branch expressions names the branches first  # compose calls in forward up to this many characters, as people write them
+MERGE = 60
+KEYWORDS = 5  # an instance with at most this many arguments names them  # a merge of longer branch expressions names the branches first  # compose calls in forward up to this many characters, as people write them
 
 
 def too_deep(expr: str) -> bool:
@@ -129,6 +130,8 @@ class ClassWriter:
         t = self.t
         if t.instance(path) is not None:
             child, args = t.instance(path), t.args(path)
+            if len(args) > KEYWORDS:  # a long row of numbers, as torchvision writes Inception(192, 64, ...)
+                return call(child.name, *args)
             return call(child.name, args[0], **dict(zip(child.params[1:], args[1:])))
         stage = t.stage(path)
         if stage is not None:
