@@ -28,6 +28,8 @@ def generate(spec: S.ModelSpec, framework: str, origin: Optional[str] = None) ->
     plan = make_plan(spec)
     if framework == "torch":
         from .torch_module import generate as emit
+    elif framework == "keras":
+        from .keras_module import generate as emit
     elif framework in FRAMEWORKS:
         raise ValueError(f"code generation for {framework} is not written yet; torch is (issue 14)")
     else:
