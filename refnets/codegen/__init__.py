@@ -30,8 +30,8 @@ def generate(spec: S.ModelSpec, framework: str, origin: Optional[str] = None) ->
         from .torch_module import generate as emit
     elif framework == "keras":
         from .keras_module import generate as emit
-    elif framework in FRAMEWORKS:
-        raise ValueError(f"code generation for {framework} is not written yet; torch is (issue 14)")
+    elif framework == "mxnet":
+        from .gluon_module import generate as emit
     else:
         raise ValueError(f"unknown framework {framework!r}; choose from {', '.join(FRAMEWORKS)}")
     return emit(plan, origin or spec.name)

@@ -34,6 +34,19 @@ def too_deep(expr: str) -> bool:
 
 
 class ClassWriter:
+    """One nn.Module class. The framework's names are class attributes, so the
+    Gluon writer (emit_gluon) reuses the walk with its own."""
+
+    BASE, FORWARD = "nn.Module", "forward(self, x)"
+    SEQUENTIAL, DICT, ADD = "nn.Sequential", "nn.ModuleDict", "add_module"
+    ACTIVATION_CALLS = ACTIVATION_CALLS
+    FLATTEN, MEAN, MEAN_KEEP = "torch.flatten({}, 1)", "{}.mean((2, 3))", "{}.mean((2, 3), keepdim=True)"
+    CONCAT = "torch.cat([{}], 1)"
+
+    def add_child(self, segment: str, expr):
+        """Register a child whose name is no identifier."""
+        return call("self.add_module", string(segment), expr)
+
     def __init__(self, emitter, cls: ClassPlan):
         self.emitter, self.cls = emitter, cls
         self.t = Template(emitter.plan, cls)
@@ -144,16 +157,16 @@ class ClassWriter:
         if not isinstance(node, S.CONTAINERS):
             return self.leaf(node, path)
         if t.sequential_callable(node, path) and numbered(node):
-            return call("nn.Sequential", *[self.construct(c, p) for _, p, c in kids(node, path)])
+            return call(self.SEQUENTIAL, *[self.construct(c, p) for _, p, c in kids(node, path)])
         name = var_name(node.name or "block", self.locals)
         callable_seq = t.sequential_callable(node, path)
-        self.init.append((f"{name} = ", "nn.Sequential()" if callable_seq else "nn.ModuleDict()"))
+        self.init.append((f"{name} = ", f"{self.SEQUENTIAL}()" if callable_seq else f"{self.DICT}()"))
         for segment, sub_path, child in kids(node, path):
             if not callable_seq and isinstance(child, FUNCTIONAL) and not t.opaque(sub_path):
                 continue
             expr = self.construct(child, sub_path)
             if callable_seq:
-                self.init.append(("", call(f"{name}.add_module", string(segment), expr)))
+                self.init.append(("", call(f"{name}.{self.ADD}", string(segment), expr)))
             else:
                 self.access[sub_path] = f"{name}[{string(segment)}]"
                 self.init.append((f"{name}[{string(segment)}] = ", expr))
@@ -168,7 +181,7 @@ class ClassWriter:
             if identifier(segment):
                 self.init.append((f"self.{segment} = ", expr))
             else:
-                self.init.append(("", call("self.add_module", string(segment), expr)))
+                self.init.append(("", self.add_child(segment, expr)))
 
     # ------------------------------------------------------------------- forward
 
@@ -182,13 +195,13 @@ class ClassWriter:
         t = self.t
         if not t.opaque(path):
             if isinstance(node, S.Activation):
-                return ACTIVATION_CALLS[node.kind].format(x)
+                return self.ACTIVATION_CALLS[node.kind].format(x)
             if isinstance(node, S.Identity):
                 return x
             if isinstance(node, S.Flatten):
-                return f"torch.flatten({x}, 1)"
+                return self.FLATTEN.format(x)
             if isinstance(node, S.GlobalAvgPool):
-                return f"{x}.mean((2, 3), keepdim=True)" if node.keepdims else f"{x}.mean((2, 3))"
+                return (self.MEAN_KEEP if node.keepdims else self.MEAN).format(x)
             if isinstance(node, S.Shared):
                 return f"{self.module_of(node.target)}({x})"
         inner = path == self.cls.path
@@ -207,7 +220,7 @@ class ClassWriter:
                     part = name
                 named.append(part)
             parts = named
-        return " + ".join(parts) if node.merge == "add" else f"torch.cat([{', '.join(parts)}], 1)"
+        return " + ".join(parts) if node.merge == "add" else self.CONCAT.format(", ".join(parts))
 
     def chain(self, node: S.Sequential, path: str, x: str, var: str) -> str:
         current = x
@@ -225,10 +238,10 @@ class ClassWriter:
 
     def write(self, src: Source) -> None:
         self.build_init()
-        self.locals = set(self.cls.params) | {"self", "x"}  # forward's own names
+        self.locals = set(self.cls.params) | {"self", "x", "F"}  # forward's own names
         result = self.apply(self.cls.node, self.cls.path, "x", "x")
         root = self.cls.path == ""
-        src.add(f"class {self.cls.name}(nn.Module):")
+        src.add(f"class {self.cls.name}({self.BASE}):")
         src.docstring(self.emitter.class_doc(self.cls), 4)
         src.blank()
         params = ", ".join(f"{p}={literal(self.emitter.plan.defaults[p])}" if root else p for p in self.cls.params)
@@ -239,7 +252,7 @@ class ClassWriter:
         if not root and self.cls.out_expr is not None:
             src.add(f"self.out_channels = {self.cls.out_expr}", 8)
         src.blank()
-        src.add("def forward(self, x):", 4)
+        src.add(f"def {self.FORWARD}:", 4)
         for line in self.forward:
             src.add(line, 8)
         src.add(f"return {result}", 8)

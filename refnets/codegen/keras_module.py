@@ -109,7 +109,7 @@ def fixed_size_reason(plan: Plan) -> str:
     """Why the model needs its input's height and width ("" when it does not)."""
     for path, node in plan.spec.walk():
         if isinstance(node, S.Flatten) and len(plan.infos[path].in_shape) == 3:
-            return f"{path} flattens a feature map"
+            return f"{path!r} flattens a feature map"
         if isinstance(node, S.AdaptiveAvgPool):
             return f"{path} is an adaptive pool"
         if isinstance(node, (S.MaxPool, S.AvgPool)) and node.ceil_mode:
@@ -152,7 +152,7 @@ class KerasEmitter:
     def function_doc(self, cls: ClassPlan) -> str:
         if cls.path == "":
             kinds = len(self.plan.classes) - 1
-            size = (f"Input (None, None, channels): any height and width the layers accept" if not self.fixed
+            size = ("Input (None, None, channels): any height and width the layers accept" if not self.fixed
                     else f"Input {self.input_size[0]}x{self.input_size[1]} by default: {self.fixed}, so "
                          f"the size is fixed")
             return (f"{self.plan.spec.name} as a keras.Model" + (f", built from the {kinds} block functions "
