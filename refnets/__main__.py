@@ -51,11 +51,20 @@ of `python -m refnets summary` and `python -m parity`, and can be edited by hand
 reading it checks it and names the JSON path of any problem."""
 
 
-CODE_HELP = """Write MODEL as readable, self-contained source in one framework: a class (Keras:
-a builder function) per kind of block with its numbers as constructor arguments,
-stages as loops over a small table, build(**options) and load_canonical(model,
-path) for canonical weights (safetensors) whose names are the spec's. The
-module imports only its framework. Without --out it goes to standard output."""
+CODE_HELP = """Write MODEL as readable, self-contained source in one framework, importing only
+that framework (with numpy for Keras and Gluon) and the standard library:
+
+  torch   an nn.Module class per kind of block, its numbers as constructor arguments
+  mxnet   the same as Gluon HybridBlock classes with hybrid_forward
+  keras   keras.applications-style builder functions (one per kind of block) building
+          a channels-last keras.Model, with a free input height and width where the
+          architecture allows (no Flatten before a Dense)
+
+Stages are loops over a small table; build(**options) returns the model, and
+load_canonical(model, path) loads canonical weights (safetensors) whose names are
+the spec's paths, converting the layouts where the framework's differ (Keras).
+The module's docstring lists every framework-sensitive choice. Without --out the
+source goes to standard output."""
 
 
 def parser() -> argparse.ArgumentParser:

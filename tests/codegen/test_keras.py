@@ -8,6 +8,7 @@ the input's height and width free where the architecture allows."""
 
 import ast
 import pathlib
+import re
 
 import numpy as np
 import pytest
@@ -60,22 +61,27 @@ def _run_generated(module, weights_path, x, dtype="float32"):
     return np.transpose(out, (0, 3, 1, 2)) if out.ndim == 4 else out
 
 
-def _check(spec, tmp_path):
-    """float32 against the keras backend, float64 against the numpy reference."""
-    module, _ = write_module(spec, "keras", tmp_path)
+def _errors(spec, folder):
+    """(float32 error against the keras backend, float64 error against numpy)."""
+    module, _ = write_module(spec, "keras", folder)
     keras_backend, numpy_backend = backends.get("keras"), backends.get("numpy")
-    weights, path = seeded_weights(spec, tmp_path, "float32")
+    weights, path = seeded_weights(spec, folder, "float32")
     ours = keras_backend.build(spec)
     keras_backend.set_weights(ours, weights)
     x = seeded_input(spec.input_shape)
-    error = relative_error(_run_generated(module, path, x), keras_backend.forward(ours, x)[0])
-    assert error <= TOLERANCE["float32"]
-    weights, path = seeded_weights(spec, tmp_path, "float64")
+    error32 = relative_error(_run_generated(module, path, x), keras_backend.forward(ours, x)[0])
+    weights, path = seeded_weights(spec, folder, "float64")
     reference = numpy_backend.build(spec, dtype="float64")
     numpy_backend.set_weights(reference, weights)
     x = seeded_input(spec.input_shape, dtype="float64")
-    error = relative_error(_run_generated(module, path, x, "float64"), numpy_backend.forward(reference, x)[0])
-    assert error <= TOLERANCE["float64"]
+    error64 = relative_error(_run_generated(module, path, x, "float64"), numpy_backend.forward(reference, x)[0])
+    return error32, error64
+
+
+def _check(spec, tmp_path):
+    error32, error64 = _errors(spec, tmp_path)
+    assert error32 <= TOLERANCE["float32"]
+    assert error64 <= TOLERANCE["float64"]
 
 
 @pytest.mark.parametrize("name", NUMERIC)
@@ -86,6 +92,18 @@ def test_generated_zoo_model_agrees_with_the_keras_backend_and_numpy(name, tmp_p
 @pytest.mark.parametrize("case", sorted(VOCABULARY))
 def test_every_node_type_is_generated(case, tmp_path):
     _check(VOCABULARY[case], tmp_path)
+
+
+def test_the_check_catches_a_dense_without_the_flatten_reorder(tmp_path, monkeypatch):
+    """LeNet's fc1 takes a channels-last Flatten: loaded without reordering its
+    canonical C, H, W columns (an empty FLATTENED), the model disagrees."""
+    from refnets import codegen
+
+    real = codegen.generate
+    monkeypatch.setattr("codegen_helpers.generate", lambda spec, framework: re.sub(
+        r"FLATTENED = \{.*\}", "FLATTENED = {}", real(spec, framework)))
+    error32, error64 = _errors(small_spec("lenet"), tmp_path)
+    assert error32 > TOLERANCE["float32"] and error64 > TOLERANCE["float64"]
 
 
 def _canonical_shape(shape, kind):
