@@ -28,3 +28,22 @@ def test_a_gluon_tutorial_model_migrates_to_verified_pytorch_source(tmp_path, ca
     out.write_text(source.replace("nn.Linear(500, 10)", "nn.Linear(500, 10, bias=False)"))
     assert parity_main([model, "--from", "mxnet", "--input-shape", "1,28,28", "--port", f"{out}:build",
                         "--port-backend", "torch"]) != 0
+
+
+@pytest.mark.parametrize("framework", ["keras", "mxnet"])
+def test_generated_keras_and_gluon_sources_pass_the_port_check(framework, tmp_path, capsys):
+    """LeNet (a channels-last Flatten before a Dense in Keras) generated for the
+    framework is a port our checker accepts against the spec, and a wrong layer fails."""
+    if framework not in INSTALLED:
+        pytest.skip(f"needs {framework}")
+    out = tmp_path / f"lenet_{framework}.py"
+    assert refnets_main(["code", "lenet", "--framework", framework, "--out", str(out)]) == 0
+    args = ["lenet", "--port", f"{out}:build", "--port-backend", framework]
+    assert parity_main(args) == 0
+    assert "PORT MATCHES THE REFERENCE" in capsys.readouterr().out
+    source = out.read_text()
+    wrong = source.replace('"sigmoid", name="act3"', '"tanh", name="act3"') if framework == "keras" else \
+        source.replace('self.fc2(F.sigmoid(x))', 'self.fc2(F.tanh(x))')
+    assert wrong != source
+    out.write_text(wrong)
+    assert parity_main(args) != 0
