@@ -28,7 +28,10 @@ WORD = re.compile(r"[A-Za-z_]\w*")
 
 
 def snake(name: str) -> str:
-    return re.sub(r"(?<=[a-z0-9])([A-Z])|(?<=[A-Z])([A-Z])(?=[a-z])", r"_\1\2", name).lower()
+    """A class name as a function name: ConvReLU -> conv_relu, BNReLU -> bn_relu,
+    PoolShortcutBlock -> pool_shortcut_block."""
+    name = name.replace("ReLU", "Relu")
+    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", "_", name).lower()
 
 
 def names_in(expr: str) -> set:
