@@ -42,7 +42,7 @@ class GluonClassWriter(ClassWriter):
         paths = [(m + tail).lstrip(".") for m in self.cls.members]
         values = {what(nodes[p], infos[p].in_shape[1:]) for p in paths}
         if len(values) != 1:
-            raise NotImplementedError(f"Gluon code generation: {path!r} needs a padding that differs between "
+            raise ValueError(f"Gluon code generation: {path!r} needs a padding that differs between "
                                       f"the instances of its block ({sorted(values)})")
         return values.pop()
 

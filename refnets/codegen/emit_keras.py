@@ -218,7 +218,7 @@ class FunctionWriter:
         rel = self.t.rel(node.target)
         var = self.layer_vars.get(rel)
         if var is None:
-            raise NotImplementedError(f"Keras code generation: {path!r} calls {node.target!r} again, which is "
+            raise ValueError(f"Keras code generation: {path!r} calls {node.target!r} again, which is "
                                       f"built in another block's function")
         target = self.emitter.plan.nodes[node.target]
         if isinstance(target, S.Conv2d):

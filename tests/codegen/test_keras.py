@@ -194,3 +194,16 @@ def test_the_code_command_writes_the_module(tmp_path, capsys):
     assert "num_classes=7" in out.read_text()
     assert refnets_main(["code", "lenet", "--framework", "keras"]) == 0
     assert capsys.readouterr().out.startswith('"""lenet in Keras')
+
+
+def test_a_layer_shared_across_block_functions_is_refused_clearly():
+    """Keras's builder functions create their layers inside: a Shared node calling
+    a layer built in another block's function has no layer object to call, so
+    generation stops with a message naming both (torch and Gluon reach the module)."""
+    def block(name):
+        return S.Sequential(name=name, children=(S.Conv2d(name="conv", out_channels=4, kernel=(3, 3),
+                                                          padding=(1, 1, 1, 1)), S.Activation(name="act")))
+    spec = S.ModelSpec(name="reuse", input_shape=(4, 8, 8), root=S.Sequential(children=(
+        block("b1"), block("b2"), S.Shared(name="again", target="b1.conv"))))
+    with pytest.raises(ValueError, match=r"'again' calls 'b1\.conv' again, which is built in another block"):
+        generate(spec, "keras")
