@@ -1,6 +1,8 @@
 """python -m refnets list
 python -m refnets summary MODEL [--input-shape C,H,W] [--option KEY=VALUE ...]
 python -m refnets export MODEL [--option KEY=VALUE ...] --out model.json
+python -m refnets code MODEL [--from FRAMEWORK] --framework torch|mxnet|keras [--out FILE.py]
+                       [--option KEY=VALUE ...]
 python -m refnets trace MODULE:CALLABLE --from torch|mxnet|keras [--input-shape C,H,W]
                         --out model.json [--weights weights.safetensors]
 
@@ -49,6 +51,22 @@ of `python -m refnets summary` and `python -m parity`, and can be edited by hand
 reading it checks it and names the JSON path of any problem."""
 
 
+CODE_HELP = """Write MODEL as readable, self-contained source in one framework, importing only
+that framework (with numpy for Keras and Gluon) and the standard library:
+
+  torch   an nn.Module class per kind of block, its numbers as constructor arguments
+  mxnet   the same as Gluon HybridBlock classes with hybrid_forward
+  keras   keras.applications-style builder functions (one per kind of block) building
+          a channels-last keras.Model, with a free input height and width where the
+          architecture allows (no Flatten before a Dense)
+
+Stages are loops over a small table; build(**options) returns the model, and
+load_canonical(model, path) loads canonical weights (safetensors) whose names are
+the spec's paths, converting the layouts where the framework's differ (Keras).
+The module's docstring lists every framework-sensitive choice. Without --out the
+source goes to standard output."""
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m refnets", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -71,6 +89,14 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--dtype", choices=("float32", "float64"), default="float32")
     t.add_argument("--out", required=True, metavar="FILE.json", help="where to write the spec file")
     t.add_argument("--weights", metavar="FILE", help="also write the model's weights (.safetensors or .npz)")
+    c = sub.add_parser("code", help="write a model as readable source in a framework", description=CODE_HELP,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    c.add_argument("model", help=MODEL_HELP)
+    c.add_argument("--framework", required=True, choices=("torch", "mxnet", "keras"))
+    c.add_argument("--from", dest="from_", choices=FRAMEWORKS, metavar="FRAMEWORK", help=FROM_HELP)
+    c.add_argument("--input-shape", type=parse_shape, metavar="C,H,W", help="default: the model's")
+    c.add_argument("--option", type=parse_option, action="append", default=[], metavar="KEY=VALUE", help=OPTION_HELP)
+    c.add_argument("--out", metavar="FILE.py", help="where to write the source (default: standard output)")
     e = sub.add_parser("export", help="write a model's spec as a JSON file", description=EXPORT_HELP,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     e.add_argument("model", help=MODEL_HELP)
@@ -108,6 +134,23 @@ def _trace(args) -> None:
         print(f"wrote {args.weights} ({os.path.getsize(args.weights):,} bytes): {len(traced.weights)} arrays")
 
 
+def _code(args) -> None:
+    from .codegen import generate
+
+    if args.from_ and args.option:
+        raise ValueError("--option applies to zoo models, not to a traced model")
+    model = _summary_model(args)
+    origin = f"{args.model}{' --from ' + args.from_ if args.from_ else ''}"
+    origin += "".join(f" --option {k}={v}" for k, v in args.option)
+    source = generate(model, args.framework, origin=origin)
+    if not args.out:
+        sys.stdout.write(source)
+        return
+    with open(args.out, "w") as handle:
+        handle.write(source)
+    print(f"wrote {args.out} ({len(source.splitlines())} lines): {model.name} in {args.framework}", file=sys.stderr)
+
+
 def _summary_model(args):
     if args.from_:
         from .trace.user import load_and_trace
@@ -128,6 +171,8 @@ def main(argv=None) -> int:
             _export(args)
         elif args.command == "trace":
             _trace(args)
+        elif args.command == "code":
+            _code(args)
         else:
             print(summary(_summary_model(args), containers=args.containers))
     except (registry.UnknownModelError, registry.BadOptionError, ValueError, OSError, BackendUnavailableError,
