@@ -12,18 +12,11 @@ import sys
 import numpy as np
 
 import refnets
+from refnets import registry
 from refnets import weights as W
 from refnets.codegen import generate
 
-# Small inputs where the architecture allows (the agreement benchmark's).
-SMALL = {
-    "lenet": (1, 28, 28), "alexnet": (3, 63, 63), "vgg11": (3, 32, 32), "vgg13": (3, 32, 32),
-    "vgg16": (3, 32, 32), "vgg19": (3, 32, 32), "nin": (1, 67, 67), "googlenet": (3, 32, 32),
-    "resnet18": (3, 32, 32), "resnet34": (3, 32, 32), "resnet50": (3, 32, 32), "resnet101": (3, 32, 32),
-    "resnet152": (3, 32, 32), "resnet18v2": (3, 32, 32), "resnet34v2": (3, 32, 32),
-    "resnet50v2": (3, 32, 32), "resnet101v2": (3, 32, 32), "resnet152v2": (3, 32, 32),
-    "densenet121": (3, 32, 32), "mnist_googlenet": (1, 28, 28), "mnist_resnet": (1, 28, 28),
-}
+SMALL = registry.SMALL_INPUTS  # small inputs where the architecture allows
 
 
 def small_spec(name: str, **options):
