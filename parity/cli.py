@@ -27,6 +27,7 @@ environment error (a backend failed)."""
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import sys
 
@@ -198,7 +199,15 @@ def _run_port(args, progress) -> int:
     return result.exit_code
 
 
+# Subcommands: `python -m parity fuzz ...`, `python -m parity matrix ...`. Each is a
+# module with `main(argv) -> int`, imported only when asked for.
+SUBCOMMANDS = {"fuzz": "parity.fuzz.cli", "matrix": "parity.matrix.cli"}
+
+
 def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv and argv[0] in SUBCOMMANDS:
+        return importlib.import_module(SUBCOMMANDS[argv[0]]).main(argv[1:])
     args = parser().parse_args(argv)
     try:
         return _main(args)
