@@ -22,7 +22,12 @@ one, as the library does). A backend whose worker dies (a crash, out of memory,
 --worker-timeout) is reported as failed; the others still are.
 
 Exit codes: 0 all backends agree within tolerance, 1 some disagree, 2 usage or
-environment error (a backend failed)."""
+environment error (one message: a bad flag or file, a backend failed, a run that
+would not fit in memory, your own model raised), 3 internal error (a bug in parity:
+one line; --debug or PARITY_DEBUG=1 prints the traceback), 130 interrupted (Ctrl-C;
+output files are written whole or not at all). The same for `parity fuzz` and
+`parity matrix`. A run's memory is estimated before it starts and a run that cannot
+fit is refused; PARITY_SKIP_MEMORY_CHECK=1 skips that check."""
 
 from __future__ import annotations
 
@@ -31,7 +36,7 @@ import importlib
 import os
 import sys
 
-from refnets import registry, workers, zoo_import
+from refnets import exits, registry, workers, zoo_import
 from refnets.cliargs import parse_option, parse_shape
 from refnets.trace.user import load_and_trace
 from refnets.userload import is_callable_ref
@@ -39,8 +44,10 @@ from refnets.userload import is_callable_ref
 from refnets.backends import catalog
 
 from .conformance import run_against
+from .engine import preflight
 from .engine.config import DTYPES, USAGE_ERRORS, ParityUsageError, place_backends
 from .inference import run
+from .outputs import WEIGHT_SUFFIXES, check_output_path
 from .port import run_port
 from .reports import inference as report
 from .reports import port as port_report
@@ -97,6 +104,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--tf32", action="store_true",
                    help="allow TF32 on the GPU (off by default: it puts float32 outputs about 1e-3 of max|ref| away, "
                         "far outside the float32 tolerance)")
+    p.add_argument(exits.DEBUG_FLAG, action="store_true", help=exits.DEBUG_HELP)
     add_worker_flags(p)
     training = p.add_argument_group("training (instead of the inference comparison)")
     modes = training.add_mutually_exclusive_group()
@@ -186,6 +194,7 @@ def _run_port(args, progress) -> int:
             progress(f"tracing the reference {args.model} ({args.from_})")
         native = load_and_trace(args.model, args.from_, args.input_shape, _or(args.dtype, INFERENCE_DTYPE))
         model = native.traced.spec
+    _check_memory(args, model, None, backends=(args.reference or args.port_backend, args.port_backend))
     result = run_port(model, args.port, native_reference=native,
                       weights=native.traced.weights if native else args.weights,
                       reference=args.from_ if native else args.reference, port_backend=args.port_backend,
@@ -205,7 +214,12 @@ SUBCOMMANDS = {"fuzz": "parity.fuzz.cli", "matrix": "parity.matrix.cli"}
 
 
 def main(argv=None) -> int:
-    argv = sys.argv[1:] if argv is None else list(argv)
+    """The exit code of `python -m parity ARGS` (and of its subcommands): see
+    `refnets.exits` (0 agree, 1 disagree, 2 usage, 3 a bug, 130 Ctrl-C)."""
+    return exits.guarded(_dispatch, argv, "parity", USAGE_ERRORS)
+
+
+def _dispatch(argv) -> int:
     if argv and argv[0] in SUBCOMMANDS:
         return importlib.import_module(SUBCOMMANDS[argv[0]]).main(argv[1:])
     args = parser().parse_args(argv)
@@ -224,39 +238,39 @@ def _main(args) -> int:
         return 2
     progress = None if args.quiet else _progress
     mode = "grad" if args.grad else "train" if args.train else "train-steps" if args.train_steps is not None else None
-    try:
-        configure_workers(args)
-        _check_flags(args, mode)
-        if not args.port:
-            args.backends = place_backends(args.backends, args.device, args.tf32)
-        if args.from_ and not args.port:
-            return _run_traced(args, mode, progress)
-        if is_callable_ref(args.model) and not args.from_:
-            raise ParityUsageError(f"{args.model} names your own model: say its framework with --from "
-                                   f"{'|'.join(catalog.frameworks_with('read'))}")
-        if args.port:
-            return _run_port(args, progress)
-        if mode:
-            return _training(args, mode, progress)
-        if args.against:
-            for flag, value in (("--reference", args.reference), ("--weights", args.weights)):
-                if value is not None:
-                    raise ParityUsageError(f"{flag} does not apply to a zoo run: the zoo model is the reference "
-                                           f"and its weights are the ones compared")
-            result = run_against(args.model, args.against, backends=args.backends,
-                                 batch=_or(args.batch, INFERENCE_BATCH), input_shape=args.input_shape,
-                                 dtype=_or(args.dtype, INFERENCE_DTYPE), seed=args.seed, rtol=args.rtol,
-                                 atol=args.atol, save_weights=args.save_weights, layers=args.layers,
-                                 options=dict(args.option), progress=progress, tf32=args.tf32)
-        else:
-            result = run(args.model, backends=args.backends, reference=args.reference,
-                         batch=_or(args.batch, INFERENCE_BATCH), input_shape=args.input_shape,
-                         dtype=_or(args.dtype, INFERENCE_DTYPE), seed=args.seed, rtol=args.rtol,
-                         atol=args.atol, weights=args.weights, save_weights=args.save_weights, layers=args.layers,
-                         options=dict(args.option), progress=progress, tf32=args.tf32)
-    except USAGE_ERRORS as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    configure_workers(args)
+    _check_flags(args, mode)
+    preflight.check_numbers(args)
+    check_output_path(args.json, "--json")
+    check_output_path(args.save_weights, "--save-weights", WEIGHT_SUFFIXES)
+    if not args.port:
+        args.backends = place_backends(args.backends, args.device, args.tf32)
+    if args.from_ and not args.port:
+        return _run_traced(args, mode, progress)
+    if is_callable_ref(args.model) and not args.from_:
+        raise ParityUsageError(f"{args.model} names your own model: say its framework with --from "
+                               f"{'|'.join(catalog.frameworks_with('read'))}")
+    if args.port:
+        return _run_port(args, progress)
+    if mode:
+        return _training(args, mode, progress)
+    _check_memory(args, args.model, None, extra=1 if args.against else 0)
+    if args.against:
+        for flag, value in (("--reference", args.reference), ("--weights", args.weights)):
+            if value is not None:
+                raise ParityUsageError(f"{flag} does not apply to a zoo run: the zoo model is the reference "
+                                       f"and its weights are the ones compared")
+        result = run_against(args.model, args.against, backends=args.backends,
+                             batch=_or(args.batch, INFERENCE_BATCH), input_shape=args.input_shape,
+                             dtype=_or(args.dtype, INFERENCE_DTYPE), seed=args.seed, rtol=args.rtol,
+                             atol=args.atol, save_weights=args.save_weights, layers=args.layers,
+                             options=dict(args.option), progress=progress, tf32=args.tf32)
+    else:
+        result = run(args.model, backends=args.backends, reference=args.reference,
+                     batch=_or(args.batch, INFERENCE_BATCH), input_shape=args.input_shape,
+                     dtype=_or(args.dtype, INFERENCE_DTYPE), seed=args.seed, rtol=args.rtol,
+                     atol=args.atol, weights=args.weights, save_weights=args.save_weights, layers=args.layers,
+                     options=dict(args.option), progress=progress, tf32=args.tf32)
     print(report.text(result, all_nodes=args.layers))
     if args.json:
         report.write_json(result, args.json)
@@ -265,6 +279,18 @@ def _main(args) -> int:
 
 def _or(value, default):
     return default if value is None else value
+
+
+def _check_memory(args, model, mode, extra=0, backends=None) -> None:
+    """Refuse before any work a run that cannot fit in memory (see preflight)."""
+    batch = _or(args.batch, DEFAULT_BATCH if mode else INFERENCE_BATCH)
+    dtype = _or(args.dtype, DEFAULT_DTYPE if mode else INFERENCE_DTYPE)
+    try:
+        preflight.check_run_memory(model, args, backends or args.backends, batch, dtype, training=mode is not None,
+                                   extra_models=extra)
+    except registry.UnknownModelError:
+        if not args.against:  # a zoo's own name (--against): the run resolves it
+            raise
 
 
 def _check_flags(args, mode) -> None:
@@ -311,6 +337,7 @@ def _run_traced(args, mode, progress) -> int:
 
 def _training(args, mode, progress, model=None, weights=None) -> int:
     model = args.model if model is None else model
+    _check_memory(args, model, mode)
     common = dict(backends=args.backends, reference=args.reference, batch=_or(args.batch, DEFAULT_BATCH),
                   input_shape=args.input_shape, dtype=_or(args.dtype, DEFAULT_DTYPE), seed=args.seed,
                   rtol=args.rtol, atol=args.atol, weights=_or(weights, args.weights), options=dict(args.option),
