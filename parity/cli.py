@@ -45,7 +45,7 @@ from refnets.backends import catalog
 
 from .conformance import run_against
 from .engine import preflight
-from .engine.config import DTYPES, USAGE_ERRORS, ParityUsageError, place_backends
+from .engine.config import DTYPES, USAGE_ERRORS, ParityUsageError, check_backends, place_backends
 from .inference import run
 from .outputs import WEIGHT_SUFFIXES, check_output_path
 from .port import run_port
@@ -225,6 +225,9 @@ def _dispatch(argv) -> int:
     args = parser().parse_args(argv)
     try:
         return _main(args)
+    except KeyboardInterrupt:
+        workers.kill_all()  # Ctrl-C: stop the workers now, not after their current step
+        raise
     finally:
         workers.config.reset()  # the worker flags were this run's
 
@@ -244,7 +247,7 @@ def _main(args) -> int:
     check_output_path(args.json, "--json")
     check_output_path(args.save_weights, "--save-weights", WEIGHT_SUFFIXES)
     if not args.port:
-        args.backends = place_backends(args.backends, args.device, args.tf32)
+        args.backends = place_backends(args.backends and check_backends(args.backends), args.device, args.tf32)
     if args.from_ and not args.port:
         return _run_traced(args, mode, progress)
     if is_callable_ref(args.model) and not args.from_:
