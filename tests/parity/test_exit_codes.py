@@ -185,3 +185,39 @@ def test_ctrl_c_during_the_run_exits_130(capsys, monkeypatch):
 
     monkeypatch.setattr(cli, "run", interrupted)
     assert parity(capsys, "lenet", "--backends", "numpy,torch")[0] == 130
+
+
+USER_CODE = '''
+def raises():
+    return helper()
+
+
+def helper():
+    raise RuntimeError("my model is broken")
+'''
+
+
+def test_a_users_code_that_raises_is_named_with_its_file_and_line(tmp_path):
+    from refnets.userload import UserCodeError, load_model
+
+    path = tmp_path / "mymodel.py"
+    path.write_text(USER_CODE)
+    adapter = types.SimpleNamespace(is_model=lambda model: False)
+    with pytest.raises(UserCodeError, match=rf"RuntimeError: my model is broken \(at {path}:7 in helper: "):
+        load_model(f"{path}:raises", adapter)
+    broken = tmp_path / "broken.py"
+    broken.write_text("def build(:\n    pass\n")
+    with pytest.raises(UserCodeError, match=rf"SyntaxError: .* \(at {broken}:1\)"):
+        load_model(f"{broken}:build", adapter)
+    with pytest.raises(UserCodeError, match="no file"):
+        load_model(f"{tmp_path / 'missing.py'}:build", adapter)
+
+
+@pytest.mark.slow  # imports torch's tracer (~10 s); the unit test above covers the message
+@NEEDS_TORCH
+def test_parity_from_a_users_model_that_raises_exits_2_naming_its_line(capsys, tmp_path):
+    path = tmp_path / "mymodel.py"
+    path.write_text(USER_CODE)
+    code, err = parity(capsys, f"{path}:raises", "--from", "torch", "--input-shape", "1,8,8", "--quiet")
+    assert code == 2, err
+    assert f"at {path}:7 in helper" in err and "Traceback" not in err
