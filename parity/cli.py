@@ -246,6 +246,8 @@ def _main(args) -> int:
     preflight.check_numbers(args)
     check_output_path(args.json, "--json")
     check_output_path(args.save_weights, "--save-weights", WEIGHT_SUFFIXES)
+    if args.backends == []:
+        raise ParityUsageError("--backends names no backend: give a comma-separated list, e.g. numpy,torch")
     if not args.port:
         args.backends = place_backends(args.backends and check_backends(args.backends), args.device, args.tf32)
     if args.from_ and not args.port:

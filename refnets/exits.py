@@ -6,6 +6,7 @@ subcommands, `python -m refnets`):
   3 internal error: a bug; one line that says so, the traceback behind --debug
     or PARITY_DEBUG=1 · 130 interrupted (Ctrl-C); output files are written
     atomically, so nothing is half-written.
+  (141 when the reader of standard output went away, `| head`: no message.)
 
 `guarded(main, argv, ...)` runs a command's `main(argv) -> int` under these
 rules. Imports no framework."""
@@ -18,6 +19,7 @@ import traceback
 from typing import Callable, List, Optional, Sequence, Tuple, Type
 
 OK, DISAGREE, USAGE, INTERNAL, INTERRUPTED = 0, 1, 2, 3, 130
+BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for a writer killed by a closed pipe
 DEBUG_FLAG = "--debug"
 DEBUG_ENV = "PARITY_DEBUG"
 DEBUG_HELP = f"on an internal error (exit 3) print the traceback (also {DEBUG_ENV}=1)"
@@ -53,6 +55,9 @@ def guarded(main: Callable[[List[str]], int], argv: Optional[Sequence[str]], pro
         _traceback(debug)
         print(f"error: {err}", file=sys.stderr)
         return USAGE
+    except BrokenPipeError:  # stdout closed by the reader (`| head`): stop quietly, as a killed pipe writer would
+        _silence_stdout()
+        return BROKEN_PIPE
     except MemoryError as err:
         _traceback(debug)
         print(f"error: out of memory{': ' + str(err) if str(err) else ''} (try a smaller --batch or "
@@ -73,6 +78,14 @@ def internal_error_line(prog: str, err: BaseException, debug: bool) -> str:
     message = str(err).splitlines()[0] if str(err) else ""
     return (f"{prog}: internal error, a bug in {prog} (please report it): {type(err).__name__}"
             f"{': ' + message if message else ''}; {details}")
+
+
+def _silence_stdout() -> None:
+    """Point standard output at /dev/null so the interpreter's final flush cannot fail again."""
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (OSError, ValueError):  # not a real file (a test's capture): nothing will flush into the pipe
+        pass
 
 
 def _traceback(debug: bool) -> None:

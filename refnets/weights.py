@@ -113,6 +113,8 @@ def save(path: str, weights: Mapping[str, np.ndarray]) -> None:
 
 def load(path: str) -> Weights:
     """Load a `.safetensors` or `.npz` file (never pickle)."""
+    if os.path.isdir(path):
+        raise WeightFileError(f"{path!r} is a directory, not a weight file (.safetensors or .npz)")
     if not os.path.isfile(path):
         raise WeightFileError(f"{path!r}: no such weight file")
     try:

@@ -51,6 +51,7 @@ def parity(capsys, *argv):
     (["--save-weights", "/nonexistent-dir/w.npz"], "the directory /nonexistent-dir does not exist"),
     (["--save-weights", "w.bin"], "must end in .safetensors or .npz"),
     (["--backends", "numpy,nosuch"], "nosuch"),
+    (["--backends", ","], "--backends names no backend"),
     (["--input-shape", "1,4,4"], "input too small"),
     (["--option", "nosuch=1"], "nosuch"),
 ])
@@ -151,7 +152,8 @@ def test_an_internal_error_is_one_line_exit_3_and_debug_shows_the_traceback(caps
 
 def test_a_subcommand_gets_the_same_exit_codes(capsys, monkeypatch):
     def sub_main(argv):
-        raise {"bug": KeyError("x"), "ctrl-c": KeyboardInterrupt(), "usage": cli.ParityUsageError("bad")}[argv[0]]
+        raise {"bug": KeyError("x"), "ctrl-c": KeyboardInterrupt(), "usage": cli.ParityUsageError("bad"),
+               "pipe": BrokenPipeError(), "memory": MemoryError()}[argv[0]]
 
     monkeypatch.setitem(sys.modules, "fake_sub", types.SimpleNamespace(main=sub_main))
     monkeypatch.setitem(cli.SUBCOMMANDS, "fake", "fake_sub")
@@ -159,6 +161,9 @@ def test_a_subcommand_gets_the_same_exit_codes(capsys, monkeypatch):
     assert parity(capsys, "fake", "ctrl-c")[0] == 130
     code, err = parity(capsys, "fake", "usage")
     assert code == 2 and err.strip() == "error: bad"
+    assert parity(capsys, "fake", "pipe") == (141, "")
+    code, err = parity(capsys, "fake", "memory")
+    assert code == 2 and "out of memory" in err
 
 
 def test_argparse_errors_stay_2(capsys):
