@@ -220,10 +220,10 @@ def main(argv=None) -> int:
 
 
 def _dispatch(argv) -> int:
-    if argv and argv[0] in SUBCOMMANDS:
-        return importlib.import_module(SUBCOMMANDS[argv[0]]).main(argv[1:])
-    args = parser().parse_args(argv)
     try:
+        if argv and argv[0] in SUBCOMMANDS:
+            return importlib.import_module(SUBCOMMANDS[argv[0]]).main(argv[1:])
+        args = parser().parse_args(argv)
         return _main(args)
     except KeyboardInterrupt:
         workers.kill_all()  # Ctrl-C: stop the workers now, not after their current step

@@ -108,9 +108,23 @@ def _cgroup_left() -> Optional[int]:
         if limit == "max":
             return None
         with open("/sys/fs/cgroup/memory.current") as handle:
-            return int(limit) - int(handle.read().strip())
+            used = int(handle.read().strip())
+        return int(limit) - used + _cgroup_reclaimable()
     except (OSError, ValueError):
         return None
+
+
+def _cgroup_reclaimable() -> int:
+    """The cgroup's inactive page cache: counted in memory.current, given back on demand."""
+    try:
+        with open("/sys/fs/cgroup/memory.stat") as handle:
+            for line in handle:
+                key, _, value = line.partition(" ")
+                if key == "inactive_file":
+                    return int(value)
+    except (OSError, ValueError):
+        pass
+    return 0
 
 
 def human(n: int) -> str:

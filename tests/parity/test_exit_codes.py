@@ -100,6 +100,8 @@ def test_memory_estimate_and_its_override(monkeypatch):
     assert kept.required > small.required
     with pytest.raises(ParityUsageError, match="needs at least"):
         preflight.check_memory(spec, 2, "float32", ["a", "b"], False, available=1000)
+    available = preflight.available_bytes()
+    assert available is None or available > 0
     monkeypatch.setenv(preflight.SKIP_MEMORY_ENV, "1")
     preflight.check_memory(spec, 2, "float32", ["a", "b"], False, available=1000)
 
