@@ -241,15 +241,7 @@ def _main(args) -> int:
         return 2
     progress = None if args.quiet else _progress
     mode = "grad" if args.grad else "train" if args.train else "train-steps" if args.train_steps is not None else None
-    configure_workers(args)
-    _check_flags(args, mode)
-    preflight.check_numbers(args)
-    check_output_path(args.json, "--json")
-    check_output_path(args.save_weights, "--save-weights", WEIGHT_SUFFIXES)
-    if args.backends == []:
-        raise ParityUsageError("--backends names no backend: give a comma-separated list, e.g. numpy,torch")
-    if not args.port:
-        args.backends = place_backends(args.backends and check_backends(args.backends), args.device, args.tf32)
+    _preflight(args, mode)
     if args.from_ and not args.port:
         return _run_traced(args, mode, progress)
     if is_callable_ref(args.model) and not args.from_:
@@ -259,6 +251,24 @@ def _main(args) -> int:
         return _run_port(args, progress)
     if mode:
         return _training(args, mode, progress)
+    return _inference(args, progress)
+
+
+def _preflight(args, mode) -> None:
+    """Everything that can be told wrong before any work: flags, numbers, output paths, backends."""
+    configure_workers(args)
+    _check_flags(args, mode)
+    preflight.check_numbers(args)
+    check_output_path(args.json, "--json")
+    check_output_path(args.save_weights, "--save-weights", WEIGHT_SUFFIXES)
+    if args.backends == []:
+        raise ParityUsageError("--backends names no backend: give a comma-separated list, e.g. numpy,torch")
+    if not args.port:
+        args.backends = place_backends(args.backends and check_backends(args.backends), args.device, args.tf32)
+
+
+def _inference(args, progress) -> int:
+    """The inference comparison of our backends (with --against: and the zoo's own model)."""
     _check_memory(args, args.model, None, extra=1 if args.against else 0)
     if args.against:
         for flag, value in (("--reference", args.reference), ("--weights", args.weights)):

@@ -41,7 +41,7 @@ def check_numbers(args) -> None:
     if args.seed < 0:
         raise ParityUsageError(f"--seed must be >= 0 (a numpy seed), got {args.seed}")
     if args.train_steps is not None and args.train_steps < 1:
-        raise ParityUsageError(f"--train-steps must be at least 1, got {args.train_steps}")
+        raise ParityUsageError(f"--train-steps must be a positive integer, got {args.train_steps}")
     _finite(args.lr, "--lr", 0, False)
     _finite(args.momentum, "--momentum", 0, True, 1, False)
     _finite(args.worker_timeout, "--worker-timeout", 0, False)

@@ -42,7 +42,7 @@ def parity(capsys, *argv):
     (["--atol", "inf"], "--atol must be a finite number >= 0, got inf"),
     (["--batch", "0"], "--batch must be at least 1"),
     (["--seed", "-5"], "--seed must be >= 0"),
-    (["--train-steps", "0"], "--train-steps must be at least 1"),
+    (["--train-steps", "0"], "--train-steps must be a positive integer"),
     (["--train-steps", "2", "--lr", "nan"], "--lr must be a finite number > 0"),
     (["--train-steps", "2", "--lr", "inf"], "--lr must be a finite number > 0"),
     (["--train-steps", "2", "--optimizer", "momentum", "--momentum", "1.5"], "--momentum must be a finite number >= 0 and < 1"),
