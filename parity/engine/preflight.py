@@ -62,12 +62,13 @@ class MemoryEstimate:
     required: int
 
 
-def estimate(spec: S.ModelSpec, batch: int, dtype: str, backends: int, keep_activations: bool) -> MemoryEstimate:
-    """A lower bound of the run's memory: canonical weights plus one native copy
-    per backend, the input once plus once per backend, and per backend either the
-    largest single layer (a forward) or every activation (`keep_activations`:
-    gradients, training, per-node localisation, which keeps two backends'
-    captures). Framework overheads (libraries, workspaces) come on top."""
+def estimate(spec: S.ModelSpec, batch: int, dtype: str, backends: int, kept: int = 0) -> MemoryEstimate:
+    """A lower bound of the run's memory: canonical weights plus one native
+    copy per backend, the input once plus once per backend, and either the
+    largest single layer (a forward, `kept` 0) or `kept` copies of every
+    activation (1: a backward pass keeps them, one backend at a time; 2: per-node
+    localisation holds the reference's captures and another backend's).
+    Framework overheads (libraries, workspaces) come on top."""
     size = np.dtype(dtype).itemsize
     infos = shapes.infer(spec)
     weights = sum(math.prod(shape) for shape in shapes.param_shapes(spec).values()) * size
@@ -75,7 +76,7 @@ def estimate(spec: S.ModelSpec, batch: int, dtype: str, backends: int, keep_acti
     acts = sum(math.prod(i.out_shape) for i in leaves) * batch * size
     peak = max((math.prod(i.in_shape) + math.prod(i.out_shape) for i in leaves), default=0) * batch * size
     x = math.prod(spec.input_shape) * batch * size
-    required = weights * (1 + backends) + x * (1 + backends) + (2 * acts if keep_activations else peak)
+    required = weights * (1 + backends) + x * (1 + backends) + (kept * acts if kept else peak)
     return MemoryEstimate(weights=weights, input=x, activations=acts, peak_activation=peak, required=required)
 
 
@@ -135,21 +136,21 @@ def human(n: int) -> str:
     return f"{n:,.1f} PiB"
 
 
-def check_memory(spec: S.ModelSpec, batch: int, dtype: str, backends: Sequence[str], keep_activations: bool,
+def check_memory(spec: S.ModelSpec, batch: int, dtype: str, backends: Sequence[str], kept: int,
                  available: Optional[int] = None) -> MemoryEstimate:
     """Refuse (ParityUsageError) a run whose estimated memory exceeds what is
     available, before anything is allocated; PARITY_SKIP_MEMORY_CHECK=1 skips it."""
-    est = estimate(spec, batch, dtype, len(backends), keep_activations)
+    est = estimate(spec, batch, dtype, len(backends), kept)
     if os.environ.get(SKIP_MEMORY_ENV, "").strip() not in ("", "0"):
         return est
     available = available_bytes() if available is None else available
     if available is not None and est.required > available:
-        what = "every activation kept" if keep_activations else "the largest layer"
+        what = f"every activation kept x {kept}" if kept else "the largest layer"
         raise ParityUsageError(
             f"{spec.name} at batch {batch}, input {'x'.join(map(str, spec.input_shape))}, {dtype}, in "
             f"{len(backends)} backends needs at least {human(est.required)} (weights {human(est.weights)} x "
             f"{1 + len(backends)}, input {human(est.input)} x {1 + len(backends)}, {what}: "
-            f"{human(2 * est.activations if keep_activations else est.peak_activation)}); "
+            f"{human(kept * est.activations if kept else est.peak_activation)}); "
             f"{human(available)} is available. Use a smaller --batch or --input-shape, or fewer backends "
             f"(if the estimate is wrong: {SKIP_MEMORY_ENV}=1)")
     return est
@@ -160,10 +161,10 @@ def check_run_memory(model, args, backends: Optional[Sequence[str]], batch: int,
     """`check_memory` for one command-line run: `model` a name, a spec file or a
     ModelSpec (None where it is only known later: skipped); `backends` the chosen
     labels (None: every installed one); `extra_models` the models that are not
-    backends (a zoo's own model, a port). Training, or --layers, keeps every
-    activation."""
+    backends (a zoo's own model, a port). Training keeps every activation once,
+    --layers twice (the captures of two backends)."""
     if model is None:
         return None
     spec = model if isinstance(model, S.ModelSpec) else resolve_model(model, args.input_shape, dict(args.option))
     count = len(backends) if backends else len(installed_backends())
-    return check_memory(spec, batch, dtype, ["model"] * (count + extra_models), training or args.layers)
+    return check_memory(spec, batch, dtype, ["model"] * (count + extra_models), 2 if args.layers else int(training))

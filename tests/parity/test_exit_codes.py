@@ -93,17 +93,17 @@ def test_memory_estimate_and_its_override(monkeypatch):
     from refnets import registry
 
     spec = registry.get_spec("lenet")
-    small = preflight.estimate(spec, 2, "float32", 2, keep_activations=False)
+    small = preflight.estimate(spec, 2, "float32", 2)
     assert small.weights == 4 * sum(v.size for v in W.init(spec).values())
     assert small.required < 10 * 2 ** 20  # lenet fits anywhere
-    kept = preflight.estimate(spec, 2, "float32", 2, keep_activations=True)
-    assert kept.required > small.required
+    kept = preflight.estimate(spec, 2, "float32", 2, kept=2)
+    assert kept.required == small.required - small.peak_activation + 2 * kept.activations > small.required
     with pytest.raises(ParityUsageError, match="needs at least"):
-        preflight.check_memory(spec, 2, "float32", ["a", "b"], False, available=1000)
+        preflight.check_memory(spec, 2, "float32", ["a", "b"], 0, available=1000)
     available = preflight.available_bytes()
     assert available is None or available > 0
     monkeypatch.setenv(preflight.SKIP_MEMORY_ENV, "1")
-    preflight.check_memory(spec, 2, "float32", ["a", "b"], False, available=1000)
+    preflight.check_memory(spec, 2, "float32", ["a", "b"], 0, available=1000)
 
 
 @pytest.mark.parametrize("content, message", [
