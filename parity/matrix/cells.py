@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
+import os
+import socket
 import time
 import traceback
 from typing import Dict, List, Optional, Tuple
@@ -47,11 +50,15 @@ def make_cell(model: str, dtype: str, mode: str, backends: List[str], batch: int
 # ------------------------------------------------------------------ the worst error
 
 
+def _rank(max_rel: float) -> float:
+    return math.inf if math.isnan(max_rel) else max_rel  # NaN counts as the worst
+
+
 def _worst_of(candidates) -> Optional[dict]:
-    """The largest max_rel of (backend, what, Comparison) triples."""
+    """The largest max_rel of (backend, what, Comparison) triples (the first of equals)."""
     worst = None
     for backend, what, comparison in candidates:
-        if worst is None or not comparison.max_rel <= worst["max_rel"]:  # NaN and inf count as worst
+        if worst is None or _rank(comparison.max_rel) > _rank(worst["max_rel"]):
             worst = {"backend": backend, "what": what, "max_rel": comparison.max_rel, "max_abs": comparison.max_abs}
     return worst
 
@@ -109,8 +116,13 @@ def _identity(cell: dict) -> dict:
 
 
 def run_cell(cell: dict) -> dict:
-    """Runs one cell in this process and returns its record; never raises for what
-    the cell itself does (a failure is a record with outcome "failed")."""
+    """Runs one cell in this process and returns its record, with the host and
+    process it ran in; never raises for what the cell itself does (a failure is a
+    record with outcome "failed")."""
+    return {**_run(cell), "ran_on": {"host": socket.gethostname(), "pid": os.getpid()}}
+
+
+def _run(cell: dict) -> dict:
     from parity.engine.config import USAGE_ERRORS
     from parity.reports.tables import strict
 

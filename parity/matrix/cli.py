@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import socket
 import sys
 import time
 from typing import List
@@ -85,6 +86,8 @@ def _check(args) -> None:
         raise ParityUsageError(f"--workers must be at least 1, got {args.workers}")
     if args.batch is not None and args.batch < 1:
         raise ParityUsageError(f"--batch must be at least 1, got {args.batch}")
+    if args.ray is not None:
+        engines.import_ray()  # missing: say which extra, before anything is written
 
 
 def _backends(args) -> List[str]:
@@ -106,10 +109,14 @@ def _backends(args) -> List[str]:
 
 def plan(args) -> List[dict]:
     """Every cell of the matrix, models x dtypes x modes, in that order."""
+    from refnets import workers
+
     from ..training import DEFAULT_BATCH
 
     backends = _backends(args)
-    worker_mode = "in-process" if args.in_process else (None if os.environ.get(ENV_MODE, "").strip()
+    # Resolved here, not where the cell runs (a Ray node has its own environment):
+    # --in-process, else REFNETS_WORKERS when set, else every backend in a worker as parity does.
+    worker_mode = "in-process" if args.in_process else (workers.config.mode() if os.environ.get(ENV_MODE, "").strip()
                                                         else "workers")
     cells = []
     for model in args.models or registry.list_models():
@@ -186,7 +193,8 @@ def _main(args) -> int:
     ordered = [records[cell["key"]] for cell in cells]
     settings = {"models": list(dict.fromkeys(c["model"] for c in cells)), "backends": cells[0]["backends"],
                 "dtypes": args.dtypes, "modes": args.modes, "small": args.small, "seed": args.seed,
-                "engine": f"ray {args.ray}" if args.ray else f"pool {parallel}", "loadavg_before": load_before,
+                "engine": f"ray {args.ray}" if args.ray else f"pool {parallel}",
+                "driver": {"host": socket.gethostname(), "pid": os.getpid()}, "loadavg_before": load_before,
                 "loadavg_after": os.getloadavg()}
     text = table.markdown(ordered, len(done), wall)
     store.save_matrix(out, table.document(ordered, settings, len(done), wall), text)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import signal
+import socket
 import sys
 import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
@@ -56,7 +57,7 @@ def _ignore_sigint() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-def _pool_record(future, cell: dict) -> dict:
+def pool_record(future, cell: dict) -> dict:
     try:
         return future.result()
     except BrokenProcessPool:
@@ -80,7 +81,7 @@ def run_pool(cells: List[dict], workers: int, on_done: OnDone, display: Display)
             if not done:
                 display.heartbeat()
             for future in done:
-                on_done(_pool_record(future, futures[future]))
+                on_done(pool_record(future, futures[future]))
     finally:
         if pending:  # interrupted: stop the cells still running, start no other
             for process in set(multiprocessing.active_children()) - before:
@@ -108,7 +109,21 @@ def _source_dirs() -> List[str]:
     return [os.path.dirname(parity.__file__), os.path.dirname(refnets.__file__)]
 
 
+def check_reachable(address: str, seconds: float = 5.0) -> None:
+    """A HOST:PORT address where nothing listens is refused at once (Ray itself
+    would retry for minutes); `auto`, `local` and `ray://` ones are left to Ray."""
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit() or "://" in address:
+        return
+    try:
+        socket.create_connection((host or "127.0.0.1", int(port)), timeout=seconds).close()
+    except OSError as err:
+        raise ParityUsageError(f"--ray {address}: cannot connect to a Ray cluster there: nothing answers "
+                               f"({err.strerror or err}); start one with: ray start --head --port={port}") from None
+
+
 def connect(ray, address: str) -> None:
+    check_reachable(address)
     try:
         ray.init(address=address, runtime_env={"py_modules": _source_dirs()}, log_to_driver=False,
                  logging_level="ERROR")
@@ -130,7 +145,7 @@ def run_ray(cells: List[dict], address: str, on_done: OnDone, display: Display) 
                 if not ready:
                     display.heartbeat()
                 for ref in ready:
-                    on_done(_ray_record(ray, ref, refs.pop(ref)))
+                    on_done(ray_record(ray, ref, refs.pop(ref)))
         finally:
             for ref in refs:  # interrupted: cancel what is still queued or running
                 ray.cancel(ref, force=True)
@@ -138,7 +153,7 @@ def run_ray(cells: List[dict], address: str, on_done: OnDone, display: Display) 
         ray.shutdown()
 
 
-def _ray_record(ray, ref, cell: dict) -> dict:
+def ray_record(ray, ref, cell: dict) -> dict:
     try:
         return ray.get(ref)
     except ray.exceptions.RayError as err:

@@ -42,6 +42,7 @@ def write_atomic(path: str, text: str) -> None:
     place: a reader (or a rerun) sees the old file or the whole new one."""
     handle, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".tmp-", suffix=".json")
     try:
+        os.chmod(tmp, 0o666 & ~_umask())  # as open() would have made it, not mkstemp's 0600
         with os.fdopen(handle, "w") as stream:
             stream.write(text)
             stream.flush()
@@ -51,6 +52,12 @@ def write_atomic(path: str, text: str) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def cell_path(out: str, key: str) -> str:
