@@ -73,15 +73,15 @@ def run_pool(cells: List[dict], workers: int, on_done: OnDone, display: Display)
     before = set(multiprocessing.active_children())
     executor = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
                                    initializer=_ignore_sigint)
-    futures = {executor.submit(run_cell, cell): cell for cell in cells}
+    futures = {executor.submit(run_cell, cell): (index, cell) for index, cell in enumerate(cells)}
     pending = set(futures)
     try:
         while pending:
             done, pending = wait(pending, timeout=HEARTBEAT_S, return_when=FIRST_COMPLETED)
             if not done:
                 display.heartbeat()
-            for future in done:
-                on_done(pool_record(future, futures[future]))
+            for future in sorted(done, key=lambda f: futures[f][0]):  # cells finished together: in plan order
+                on_done(pool_record(future, futures[future][1]))
     finally:
         if pending:  # interrupted: stop the cells still running, start no other
             for process in set(multiprocessing.active_children()) - before:
