@@ -1,6 +1,7 @@
 """The matrix's --out DIR: one JSON file per finished cell (`cells/KEY.json`),
-written atomically the moment the cell finishes, so an interrupted matrix loses
-only the cells that were running; `matrix.json` and `matrix.md` for the whole.
+written atomically (`parity.outputs.write_atomic`) the moment the cell finishes,
+so an interrupted matrix loses only the cells that were running; `matrix.json`
+and `matrix.md` for the whole.
 
 A rerun reads the cell files back and skips every cell whose file holds a verdict
 (agree or disagree) for the same settings hash; a failed cell, a file from other
@@ -10,10 +11,10 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from typing import Dict, List
 
 from ..engine.config import ParityUsageError
+from ..outputs import check_output_path, write_atomic
 
 CELLS = "cells"
 MATRIX_JSON, MATRIX_MD = "matrix.json", "matrix.md"
@@ -32,32 +33,8 @@ def prepare(out: str) -> str:
         os.makedirs(os.path.join(out, CELLS), exist_ok=True)
     except OSError as err:
         raise ParityUsageError(f"--out {out}: cannot create it: {err.strerror or err}") from None
-    if not os.access(os.path.join(out, CELLS), os.W_OK):
-        raise ParityUsageError(f"--out {out}: not writable")
+    check_output_path(cell_path(out, "any"), "--out")  # writable: refused before any cell runs
     return out
-
-
-def write_atomic(path: str, text: str) -> None:
-    """Writes through a temporary file in the same directory and renames it into
-    place: a reader (or a rerun) sees the old file or the whole new one."""
-    handle, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".tmp-", suffix=".json")
-    try:
-        os.chmod(tmp, 0o666 & ~_umask())  # as open() would have made it, not mkstemp's 0600
-        with os.fdopen(handle, "w") as stream:
-            stream.write(text)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def cell_path(out: str, key: str) -> str:

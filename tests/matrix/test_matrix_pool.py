@@ -78,17 +78,19 @@ def test_other_settings_or_a_failed_cell_are_not_skipped(tmp_path):
     assert store.done_before(out, [plan(0)]) == {}
 
 
-def test_an_interrupted_write_leaves_the_old_file_and_no_temporary(tmp_path, monkeypatch):
-    path = tmp_path / "cell.json"
-    store.write_atomic(str(path), "old")
+def test_an_interrupted_save_leaves_the_old_cell_file_and_no_temporary(tmp_path, monkeypatch):
+    out = store.prepare(str(tmp_path / "out"))
+    cell = cells.make_cell("lenet", "float64", "forward", ["numpy", "torch"], 2, 0, None, None, {})
+    store.save_cell(out, cells.failed_record(cell, "old"))
 
     def interrupted(src, dst):
         raise KeyboardInterrupt
 
     monkeypatch.setattr(os, "replace", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        store.write_atomic(str(path), "new")
-    assert os.listdir(tmp_path) == ["cell.json"] and path.read_text() == "old"
+        store.save_cell(out, cells.failed_record(cell, "new"))
+    assert os.listdir(os.path.join(out, "cells")) == ["lenet-float64-forward.json"]
+    assert read(store.cell_path(out, "lenet-float64-forward"))["error"] == "old"
 
 
 def test_a_cell_that_cannot_run_is_failed_not_a_verdict(tmp_path, capsys):
