@@ -153,3 +153,32 @@ def test_ray_missing_names_the_extra(tmp_path, capsys, monkeypatch):
     assert matrix("--models", "lenet", "--backends", "numpy,torch", "--ray", "auto", "--out", str(tmp_path / "o")) == 2
     assert "pip install 'refnets[ray]'" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.slow
+@needs_torch
+def test_sigint_to_the_parent_stops_the_pool_and_exits_130(tmp_path):
+    """A real Ctrl-C (SIGINT to the parent alone, as `kill -INT` sends it): the pool
+    processes are stopped, the finished cells stay, nothing is half-written."""
+    import glob
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = str(tmp_path / "out")
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    proc = subprocess.Popen([sys.executable, "-m", "parity", "matrix", *TINY, "--models", "lenet,nin,resnet18",
+                             "--modes", "forward,grad", "--workers", "1", "--out", out],
+                            cwd=root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not glob.glob(os.path.join(out, "cells", "*.json")) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err[-2000:]
+    assert "rerun the same command to resume" in err
+    saved = os.listdir(os.path.join(out, "cells"))
+    assert 1 <= len(saved) < 6 and all(name.endswith(".json") and not name.startswith(".") for name in saved)
+    for name in saved:
+        assert read(os.path.join(out, "cells", name))["outcome"] == "agree"

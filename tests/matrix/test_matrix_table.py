@@ -85,3 +85,22 @@ def test_a_dead_pool_process_fails_its_cell():
     future.set_exception(BrokenProcessPool("a process terminated abruptly"))
     failed = engines.pool_record(future, cell)
     assert failed["outcome"] == "failed" and "pool process died" in failed["error"]
+
+
+def test_a_crashed_ray_task_fails_its_cell():
+    class RayError(Exception):
+        pass
+
+    class FakeRay:  # the two names ray_record uses
+        class exceptions:
+            pass
+
+        @staticmethod
+        def get(ref):
+            raise RayError("The worker died unexpectedly while executing this task.\n(details)")
+
+    FakeRay.exceptions.RayError = RayError
+    cell = cells.make_cell("lenet", "float64", "forward", ["numpy", "torch"], 2, 0, None, None, {})
+    failed = engines.ray_record(FakeRay, "ref", cell)
+    assert failed["outcome"] == "failed"
+    assert failed["error"] == "its Ray task failed: RayError: The worker died unexpectedly while executing this task."
