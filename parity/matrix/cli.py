@@ -119,7 +119,7 @@ def plan(args) -> List[dict]:
     worker_mode = "in-process" if args.in_process else (workers.config.mode() if os.environ.get(ENV_MODE, "").strip()
                                                         else "workers")
     cells = []
-    for model in args.models or registry.list_models():
+    for model in dict.fromkeys(args.models or registry.list_models()):
         shape = registry.SMALL_INPUTS.get(model) if args.small else None
         for dtype in dict.fromkeys(args.dtypes):
             for mode in dict.fromkeys(args.modes):
@@ -191,12 +191,17 @@ def _main(args) -> int:
         engines.run_pool(to_run, parallel, on_done, display)
     wall = time.perf_counter() - start
     ordered = [records[cell["key"]] for cell in cells]
-    settings = {"models": list(dict.fromkeys(c["model"] for c in cells)), "backends": cells[0]["backends"],
-                "dtypes": args.dtypes, "modes": args.modes, "small": args.small, "seed": args.seed,
-                "engine": f"ray {args.ray}" if args.ray else f"pool {parallel}",
-                "driver": {"host": socket.gethostname(), "pid": os.getpid()}, "loadavg_before": load_before,
-                "loadavg_after": os.getloadavg()}
     text = table.markdown(ordered, len(done), wall)
+    settings = _settings(args, cells, parallel, load_before)
     store.save_matrix(out, table.document(ordered, settings, len(done), wall), text)
     print(text, end="")
     return table.exit_code(ordered)
+
+
+def _settings(args, cells: List[dict], parallel: int, load_before) -> dict:
+    """What the matrix.json says about the run as a whole."""
+    return {"models": list(dict.fromkeys(c["model"] for c in cells)), "backends": cells[0]["backends"],
+            "dtypes": list(dict.fromkeys(args.dtypes)), "modes": list(dict.fromkeys(args.modes)),
+            "small": args.small, "seed": args.seed, "engine": f"ray {args.ray}" if args.ray else f"pool {parallel}",
+            "driver": {"host": socket.gethostname(), "pid": os.getpid()}, "loadavg_before": list(load_before),
+            "loadavg_after": list(os.getloadavg())}

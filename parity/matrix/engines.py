@@ -52,9 +52,17 @@ class Display:
         self.say(f"{self.status()}; {time.perf_counter() - self.start:.0f} s")
 
 
-def _ignore_sigint() -> None:
-    """Pool processes leave Ctrl-C to the parent, which stops them."""
+def _start_pool_process(threads: int) -> None:
+    """Pool processes leave Ctrl-C to the parent, which stops them; and share the
+    cores: OMP_NUM_THREADS = cores // workers unless already set (as Ray sets it for
+    a one-CPU task), read by the frameworks when they load, here or in the cell's
+    backend workers, which inherit the environment."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    os.environ.setdefault("OMP_NUM_THREADS", str(threads))
+
+
+def threads_per_worker(workers: int) -> int:
+    return max(1, (os.cpu_count() or 1) // workers)
 
 
 def pool_record(future, cell: dict) -> dict:
@@ -72,7 +80,7 @@ def run_pool(cells: List[dict], workers: int, on_done: OnDone, display: Display)
     no framework state inherited from this one)."""
     before = set(multiprocessing.active_children())
     executor = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
-                                   initializer=_ignore_sigint)
+                                   initializer=_start_pool_process, initargs=(threads_per_worker(workers),))
     futures = {executor.submit(run_cell, cell): (index, cell) for index, cell in enumerate(cells)}
     pending = set(futures)
     try:
