@@ -147,17 +147,16 @@ def run_ray(cells: List[dict], address: str, on_done: OnDone, display: Display) 
         display.parallel = int(ray.cluster_resources().get("CPU", 1))
         task = ray.remote(num_cpus=1, max_retries=0)(run_cell)
         refs = {task.remote(cell): cell for cell in cells}
-        try:
-            while refs:
-                ready, _ = ray.wait(list(refs), num_returns=1, timeout=HEARTBEAT_S)
-                if not ready:
-                    display.heartbeat()
-                for ref in ready:
-                    on_done(ray_record(ray, ref, refs.pop(ref)))
-        finally:
-            for ref in refs:  # interrupted: cancel what is still queued or running
-                ray.cancel(ref, force=True)
+        while refs:
+            ready, _ = ray.wait(list(refs), num_returns=1, timeout=HEARTBEAT_S)
+            if not ready:
+                display.heartbeat()
+            for ref in ready:
+                on_done(ray_record(ray, ref, refs.pop(ref)))
     finally:
+        # Interrupted or not: disconnecting ends the job, and Ray stops its tasks still
+        # queued or running (ray.cancel(force=True) on each raced their completion in
+        # Ray 2.60: a fatal check in the driver, "Tried to complete task that was not pending").
         ray.shutdown()
 
 

@@ -82,3 +82,23 @@ def test_no_cluster_at_the_address_is_a_usage_error_at_once():
 
     with pytest.raises(ParityUsageError, match="cannot connect to a Ray cluster there: nothing answers"):
         engines.check_reachable(f"127.0.0.1:{free_port()}")  # Ray itself would retry for minutes
+
+
+@pytest.mark.slow
+@pytest.mark.skipif("torch" not in backends.installed(), reason="torch is not installed")
+def test_sigint_during_a_ray_matrix_exits_130_keeping_finished_cells(ray_head, tmp_path):
+    out = str(tmp_path / "out")
+    proc = subprocess.Popen([sys.executable, "-m", "parity", "matrix", "--models", "lenet,nin,resnet18", "--small",
+                             "--backends", "numpy,torch", "--dtypes", "float64", "--modes", "forward,grad",
+                             "--ray", ray_head, "--out", out], cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 180
+    while not os.path.isdir(os.path.join(out, "cells")) or not os.listdir(os.path.join(out, "cells")):
+        assert time.monotonic() < deadline and proc.poll() is None
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err[-3000:]
+    assert "rerun the same command to resume" in err
+    saved = os.listdir(os.path.join(out, "cells"))
+    assert 1 <= len(saved) < 6 and not any(name.startswith(".") for name in saved)
