@@ -37,7 +37,7 @@ import os
 import sys
 
 from refnets import exits, registry, workers, zoo_import
-from refnets.cliargs import parse_option, parse_shape
+from refnets.cliargs import parse_option, parse_python_pair, parse_shape
 from refnets.trace.user import load_and_trace
 from refnets.userload import is_callable_ref
 
@@ -130,16 +130,9 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def _python_pair(text: str):
-    name, sep, path = text.partition("=")
-    if not sep or not name.strip() or not path.strip():
-        raise argparse.ArgumentTypeError(f"{text!r}: give NAME=PATH, e.g. mxnet=/path/to/venv/bin/python")
-    return name.strip(), path.strip()
-
-
 def add_worker_flags(p: argparse.ArgumentParser) -> None:
     group = p.add_argument_group("worker processes")
-    group.add_argument("--python", type=_python_pair, action="append", default=[], metavar="NAME=PATH",
+    group.add_argument("--python", type=parse_python_pair, action="append", default=[], metavar="NAME=PATH",
                        help="run backend NAME in a worker process in this interpreter, e.g. "
                             "mxnet=/legacy/venv/bin/python (repeatable; overrides REFNETS_PYTHON and the config file)")
     where = group.add_mutually_exclusive_group()

@@ -26,6 +26,7 @@ import time
 from typing import List
 
 from refnets import registry
+from refnets.cliargs import parse_python_pair
 from refnets.workers.config import ENV_MODE
 
 from ..engine.config import DTYPES, USAGE_ERRORS, ParityUsageError
@@ -37,13 +38,6 @@ CELL_MEMORY_GIB = 3.0  # a cell's processes with three frameworks loaded, peak (
 
 def _names(text: str) -> List[str]:
     return [name.strip() for name in text.split(",") if name.strip()]
-
-
-def _python_pair(text: str):
-    name, sep, path = text.partition("=")
-    if not sep or not name.strip() or not path.strip():
-        raise argparse.ArgumentTypeError(f"{text!r}: give NAME=PATH, e.g. mxnet=/path/to/venv/bin/python")
-    return name.strip(), path.strip()
 
 
 def parser() -> argparse.ArgumentParser:
@@ -63,7 +57,7 @@ def parser() -> argparse.ArgumentParser:
                                                                 f"at most one per {CELL_MEMORY_GIB:g} GiB available)")
     where.add_argument("--ray", metavar="ADDRESS", help="run the cells as tasks on this Ray cluster")
     p.add_argument("--out", default="parity-matrix", metavar="DIR", help="results directory (default ./parity-matrix)")
-    p.add_argument("--python", type=_python_pair, action="append", default=[], metavar="NAME=PATH",
+    p.add_argument("--python", type=parse_python_pair, action="append", default=[], metavar="NAME=PATH",
                    help="run backend NAME in a worker in this interpreter, as parity's --python (repeatable)")
     p.add_argument("--in-process", action="store_true", help="run the backends in each cell's own process "
                                                              "(default: each in a worker process, as parity does)")
