@@ -14,6 +14,7 @@ from typing import List, Optional
 
 from refnets import backends, workers
 
+from ..outputs import ParityUsageError, check_output_path
 from .campaign import Campaign, summary
 from .run import DTYPES, ORACLE
 
@@ -54,8 +55,10 @@ def check_args(args) -> List[str]:
         raise UsageError(f"--count must be at least 1, got {args.count}")
     if args.seed < 0:
         raise UsageError(f"--seed must be 0 or more, got {args.seed}")
-    if args.out is not None and not (os.path.isdir(args.out) and os.access(args.out, os.W_OK)):
-        raise UsageError(f"--out {args.out!r} is not an existing writable directory")
+    if args.out is not None:
+        if not os.path.isdir(args.out):
+            raise UsageError(f"--out {args.out}: not an existing directory (create it first)")
+        check_output_path(os.path.join(args.out, "verdict.json"), "--out")  # writable
     labels = backends.installed() if args.backends is None else [b.strip() for b in args.backends.split(",")]
     if not labels or any(not label for label in labels):
         raise UsageError("--backends needs at least one backend name"
@@ -102,7 +105,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             workers.config.set_mode("workers")
         for label in labels:
             backends.get(label)  # import each framework now: a broken install is a usage error
-    except (UsageError, backends.BackendUnavailableError, ValueError) as err:
+    except (UsageError, ParityUsageError, backends.BackendUnavailableError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     dtypes = DTYPES if args.dtype == "both" else (args.dtype,)

@@ -21,6 +21,8 @@ from __future__ import annotations
 import io
 import json
 import os
+import shutil
+import tempfile
 from typing import Dict, Optional
 
 import numpy as np
@@ -29,6 +31,7 @@ from refnets import backends, codegen, specfile
 from refnets import weights as W
 
 from ..engine import tolerances
+from ..outputs import write_atomic
 from .run import Problem, Verdict, evaluate, reference
 from .scripts import script_for
 
@@ -36,10 +39,7 @@ SCRIPT_FRAMEWORKS = ("torch", "keras", "mxnet")
 
 
 def write_file(path: str, data) -> None:
-    """Write `data` (str or bytes) to `path` (parity.outputs.write_atomic once merged)."""
-    mode = "w" if isinstance(data, str) else "wb"
-    with open(path, mode, **({"encoding": "utf-8"} if mode == "w" else {})) as f:
-        f.write(data)
+    write_atomic(path, data)
 
 
 def _npy(array: np.ndarray) -> bytes:
@@ -49,9 +49,24 @@ def _npy(array: np.ndarray) -> bytes:
 
 
 def save(directory: str, problem: Problem, verdict: Verdict, finding: Dict[str, object]) -> Dict[str, str]:
-    """Write the reproducer of `verdict` on `problem` into `directory` (created);
-    returns file name -> what it is, including scripts that could not be generated."""
-    os.makedirs(directory, exist_ok=True)
+    """Write the reproducer of `verdict` on `problem` into `directory`; returns file
+    name -> what it is, including scripts that could not be generated. The files are
+    written into a temporary directory beside it, renamed into place when complete
+    (an interrupted run leaves no half-written reproducer)."""
+    partial = tempfile.mkdtemp(prefix=f".{os.path.basename(directory)}.", dir=os.path.dirname(directory) or ".")
+    try:
+        written = _write(partial, problem, verdict, finding)
+        os.chmod(partial, 0o755)  # mkdtemp makes it private
+        if os.path.isdir(directory):
+            shutil.rmtree(directory)
+        os.replace(partial, directory)
+    finally:
+        if os.path.isdir(partial):
+            shutil.rmtree(partial)
+    return written
+
+
+def _write(directory: str, problem: Problem, verdict: Verdict, finding: Dict[str, object]) -> Dict[str, str]:
     dtype = verdict.dtype
     ref = reference(problem, dtype)
     write_file(os.path.join(directory, "spec.json"), specfile.dumps(problem.model))
