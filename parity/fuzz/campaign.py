@@ -31,7 +31,7 @@ class Finding:
         return self.bug is not None
 
     def line(self) -> str:
-        where = self.directory or "(not saved)"
+        where = self.directory or "(not saved: --out not given or --shrink-limit reached)"
         cls = f"known: {self.bug.key}" if self.bug else "UNEXPLAINED"
         return (f"{cls:<28} {self.verdict.backend:<7} {self.verdict.dtype:<8} {self.case_label:<18} "
                 f"{self.shrunk_verdict.status} ({self.shrunk_verdict.detail[:60]}); shrunk to "
@@ -46,6 +46,7 @@ class Campaign:
     dtypes: Sequence[str]
     out: Optional[str]
     do_shrink: bool = True
+    shrink_limit: int = 20  # failures shrunk and saved; later ones are counted and classified as found
     tally: Tally = field(default_factory=Tally)
     findings: List[Finding] = field(default_factory=list)
     seconds: float = 0.0
@@ -74,6 +75,8 @@ class Campaign:
         def check(candidate: Problem) -> Verdict:
             return evaluate(candidate, verdict.backend, verdict.dtype)
 
+        if len(self.findings) >= self.shrink_limit:
+            return Finding(label, verdict, problem, verdict, known.classify(problem, verdict), None, None)
         shrunk = shrink(problem, check, verdict) if self.do_shrink else problem
         shrunk_verdict = check(shrunk)
         if not verdict.same_failure(shrunk_verdict):  # a flaky failure: keep the original

@@ -42,6 +42,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--dtype", choices=("float32", "float64", "both"), default="both")
     p.add_argument("--out", default=None, metavar="DIR",
                    help="existing directory for the reproducers (default: none are written)")
+    p.add_argument("--shrink-limit", type=int, default=20, metavar="N",
+                   help="shrink and save the first N failures; later ones are counted as found (default 20)")
     p.add_argument("--no-shrink", dest="shrink", action="store_false", help="save failures as found")
     p.add_argument("--workers", action="store_true",
                    help="run every backend in a worker process (default: in this process, faster)")
@@ -53,6 +55,8 @@ def check_args(args) -> List[str]:
     """The backends to test; UsageError for a bad count, backend or output directory."""
     if args.count < 1:
         raise UsageError(f"--count must be at least 1, got {args.count}")
+    if args.shrink_limit < 0:
+        raise UsageError(f"--shrink-limit must be 0 or more, got {args.shrink_limit}")
     if args.seed < 0:
         raise UsageError(f"--seed must be 0 or more, got {args.seed}")
     if args.out is not None:
@@ -109,7 +113,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     dtypes = DTYPES if args.dtype == "both" else (args.dtype,)
-    campaign = Campaign(args.seed, args.count, labels, dtypes, args.out, do_shrink=args.shrink)
+    campaign = Campaign(args.seed, args.count, labels, dtypes, args.out, do_shrink=args.shrink,
+                        shrink_limit=args.shrink_limit)
     progress = (lambda c, i: None) if args.quiet else _progress_printer(sys.stderr)
     try:
         campaign.run(progress)
