@@ -62,10 +62,14 @@ class Verdict:
         return self.status in FAILURES
 
     def same_failure(self, other: "Verdict") -> bool:
-        """Whether `other` fails the way this one does (the shrinker keeps a change only then)."""
-        if self.status != other.status:
-            return False
-        return self.status != ERROR or self.detail.split(":", 1)[0] == other.detail.split(":", 1)[0]
+        """Whether `other` fails the way this one does (the shrinker keeps a change only
+        then): the same status and the same kind of failure (a wrong shape, a non-finite
+        output or an error over the bar; an exception of the same type)."""
+        return self.status == other.status and _failure_kind(self.detail) == _failure_kind(other.detail)
+
+
+def _failure_kind(detail: str) -> str:
+    return detail.split(":", 1)[0].split(" ", 1)[0]
 
 
 def reference(problem: Problem, dtype: str) -> np.ndarray:
