@@ -103,11 +103,13 @@ class Campaign:
 
 def summary(campaign: Campaign) -> str:
     """The summary table: one row per backend and dtype, then every finding."""
-    head = f"{'backend':<10} {'dtype':<8} {'agree':>7} {'unsupported':>12} {'disagree':>9} {'error':>6}"
+    head = (f"{'backend':<10} {'dtype':<8} {'agree':>7} {'unsupported':>12} {'disagree':>9} {'error':>6} "
+            f"{'worst agreeing error':>21}")
     rows = [head, "-" * len(head)]
     for (label, dtype), row in campaign.tally.counts.items():
+        worst = campaign.tally.worst.get((label, dtype))
         rows.append(f"{label:<10} {dtype:<8} {row['agree']:>7} {row['unsupported']:>12} {row['disagree']:>9} "
-                    f"{row['error']:>6}")
+                    f"{row['error']:>6} {'-' if worst is None else f'{worst:.2e}':>21}")
     rows.append(f"{campaign.tally.cases} case(s) of seed {campaign.seed} in {campaign.seconds:.1f} s; "
                 f"{len(campaign.findings)} finding(s), {len(campaign.unexplained)} unexplained")
     rows.extend(finding.line() for finding in campaign.findings)

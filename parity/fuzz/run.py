@@ -126,6 +126,7 @@ class Tally:
     """Counts per backend and dtype: (label, dtype) -> status -> n."""
 
     counts: Dict[tuple, Dict[str, int]] = field(default_factory=dict)
+    worst: Dict[tuple, float] = field(default_factory=dict)  # the largest error of an agreeing output
     cases: int = 0
 
     def add(self, verdicts: Sequence[Verdict]) -> None:
@@ -133,6 +134,8 @@ class Tally:
         for v in verdicts:
             row = self.counts.setdefault((v.backend, v.dtype), {s: 0 for s in (AGREE, DISAGREE, UNSUPPORTED, ERROR)})
             row[v.status] += 1
+            if v.status == AGREE:
+                self.worst[v.backend, v.dtype] = max(self.worst.get((v.backend, v.dtype), 0.0), v.max_rel)
 
     def total(self, status: str) -> int:
         return sum(row[status] for row in self.counts.values())
