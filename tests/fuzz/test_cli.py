@@ -2,12 +2,14 @@
 installed backend (what CI runs), the exit codes, and a disagreement found, shrunk,
 saved and answered with exit 1."""
 
+import json
 import os
 
 import pytest
 
 from conftest import INSTALLED
 from parity import cli
+from parity.fuzz import known
 from parity.fuzz.cli import check_args, parser
 
 CI_COUNT = 12  # cases x every installed backend x float64 and float32
@@ -62,3 +64,18 @@ def test_an_injected_disagreement_is_shrunk_saved_and_exit_1(monkeypatch, tmp_pa
     assert saved == "torch-float64-seed-1-case-0"
     assert {"spec.json", "weights.safetensors", "input.npy", "reference.npy", "repro_torch.py"} <= set(
         os.listdir(tmp_path / saved))
+
+    # Listed as a known framework bug, the same finding is explained: exit 0.
+    def has_tanh(problem, verdict):
+        return any(getattr(node, "kind", "") == "tanh" for _, node in problem.model.walk())
+
+    tanh = known.KnownBug("torch-hardtanh", "torch", ("float64",), "tanh computed as a hard tanh", has_tanh,
+                          "tests/fuzz (injected)")
+    monkeypatch.setattr(known, "KNOWN_BUGS", (tanh,))
+    again = tmp_path / "again"
+    again.mkdir()
+    assert cli.main(argv[:-1] + [str(again)]) == 0
+    out = capsys.readouterr().out
+    assert "known: torch-hardtanh" in out and "0 unexplained" in out
+    with open(again / saved / "verdict.json") as f:
+        assert json.load(f)["class"] == "known: torch-hardtanh"
