@@ -4,6 +4,8 @@ saved and answered with exit 1."""
 
 import json
 import os
+import subprocess
+import sys
 
 import pytest
 
@@ -79,3 +81,10 @@ def test_an_injected_disagreement_is_shrunk_saved_and_exit_1(monkeypatch, tmp_pa
     assert "known: torch-hardtanh" in out and "0 unexplained" in out
     with open(again / saved / "verdict.json") as f:
         assert json.load(f)["class"] == "known: torch-hardtanh"
+
+
+def test_the_fuzz_modules_import_no_framework():
+    code = ("import sys, parity.fuzz.cli, parity.fuzz.repro; "
+            "print([m for m in ('torch', 'tensorflow', 'keras', 'mxnet') if m in sys.modules])")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
