@@ -75,3 +75,13 @@ def test_the_campaign_saves_a_reproducer_that_reruns_to_the_same_verdict(wrong_t
     with pytest.raises(SystemExit) as stop:
         runpy.run_path(os.path.join(directory, "repro_torch.py"), run_name="__main__")
     assert stop.value.code == 0
+
+
+def test_a_failing_reference_is_an_error_verdict_not_a_crash(monkeypatch):
+    def broken(problem, dtype):
+        raise FloatingPointError("overflow")
+
+    monkeypatch.setattr(run, "reference", broken)
+    verdicts = run.run_problem(_problem(), ["torch"], ["float64"])
+    assert [(v.status, v.detail.split(":")[0]) for v in verdicts] == [(run.ERROR, "FloatingPointError")]
+    assert run.evaluate(_problem(), "torch", "float32").status == run.ERROR
