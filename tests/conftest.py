@@ -42,6 +42,19 @@ def seeded_input(shape, batch=2, dtype="float32", seed=1):
     return np.random.default_rng(seed).standard_normal((batch,) + tuple(shape)).astype(dtype)
 
 
+# A full collection costs about a second once torch and TensorFlow are imported (half a
+# million tracked objects): after every test it was several minutes of CI. It runs
+# when the process has grown by this much since the last one, which still frees the
+# 100M-parameter models of one test before the next builds its own.
+COLLECT_AFTER_GROWTH = 1 << 30
+_last_collect_rss = [0]
+
+
+def _rss_bytes() -> int:
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
 @pytest.fixture(autouse=True)
 def _free_models():
     """Models of 100M+ parameters in three frameworks: free them between tests so a
@@ -50,6 +63,15 @@ def _free_models():
     import gc
     import sys
 
-    if "keras" in sys.modules:
-        sys.modules["keras"].backend.clear_session()
-    gc.collect()
+    if "keras" in sys.modules:  # Keras's global state (layer names, graphs): cheap without its gc
+        _clear_keras_session(sys.modules["keras"])
+    if _rss_bytes() - _last_collect_rss[0] > COLLECT_AFTER_GROWTH:
+        gc.collect()
+        _last_collect_rss[0] = _rss_bytes()
+
+
+def _clear_keras_session(keras) -> None:
+    try:
+        keras.backend.clear_session(free_memory=False)
+    except TypeError:  # a Keras before the free_memory argument
+        keras.backend.clear_session()
