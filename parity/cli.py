@@ -38,6 +38,7 @@ from refnets.userload import is_callable_ref
 
 from refnets.backends import catalog
 
+from .choose import cli as choose
 from .conformance import run_against
 from .engine.config import DTYPES, USAGE_ERRORS, ParityUsageError, place_backends
 from .inference import run
@@ -75,7 +76,7 @@ def parser() -> argparse.ArgumentParser:
                    help="check your own native model (CALLABLE() returns it) against MODEL")
     p.add_argument("--port-backend", choices=catalog.frameworks_with("read"), default="torch",
                    help="the framework of the --port model (default torch)")
-    p.add_argument("--batch", type=int,
+    p.add_argument("--batch", type=choose.batch_sizes,
                    help=f"default {INFERENCE_BATCH}; {DEFAULT_BATCH} for --grad, --train, --train-steps")
     p.add_argument("--input-shape", type=parse_shape, metavar="C,H,W", help="default: the model's")
     p.add_argument("--dtype", choices=DTYPES,
@@ -98,6 +99,7 @@ def parser() -> argparse.ArgumentParser:
                    help="allow TF32 on the GPU (off by default: it puts float32 outputs about 1e-3 of max|ref| away, "
                         "far outside the float32 tolerance)")
     add_worker_flags(p)
+    choose.add_flags(p)
     training = p.add_argument_group("training (instead of the inference comparison)")
     modes = training.add_mutually_exclusive_group()
     modes.add_argument("--grad", action="store_true",
@@ -226,6 +228,8 @@ def _main(args) -> int:
     mode = "grad" if args.grad else "train" if args.train else "train-steps" if args.train_steps is not None else None
     try:
         configure_workers(args)
+        if choose.selected(args):
+            return choose.run(args, progress)
         _check_flags(args, mode)
         if not args.port:
             args.backends = place_backends(args.backends, args.device, args.tf32)

@@ -1,0 +1,189 @@
+"""`--fit`: train the same model on real data in every backend and compare the curves.
+
+Every backend starts from the same seeded canonical weights (float32), sees the
+same batches in the same order (a permutation per epoch seeded by (seed, epoch))
+and uses the same optimiser (its framework's own SGD, or heavy-ball momentum: see
+`refnets.backends.base.heavy_ball_momentum`). Dropout runs as identity, as in the
+other training modes (each framework draws its own masks). Per epoch: the mean
+training loss over the epoch's steps, the test accuracy (inference mode), and
+the seconds of the epoch's steps, timed where the model lives (in its worker).
+
+The rounding floor, as in `--train-steps --floor`: the reference backend trains
+a second time from the weights nudged by one rounding unit (`parity.training.nudge`)
+on the same batches. How far its curves move from the reference's is how far
+any two runs of the same arithmetic can drift apart on this problem; the other
+backends' drift is reported beside it.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+import refnets
+from refnets import backends as B
+from refnets import spec as S
+from refnets import workers
+from refnets.workers import timing
+
+from ..engine.config import ParityUsageError, canonical_weights
+from ..engine.header import Progress, progress_or_quiet
+from ..training import nudge
+from ..training.common import num_classes_of
+from . import machine
+from .data import DataSet
+
+DTYPE = "float32"
+DEFAULT_EPOCHS = 10
+DEFAULT_BATCH = 32
+DEFAULT_LR = 2.0 ** -4  # 0.0625: plain SGD learns the digits in a few epochs at batch 32
+CHUNKS = 20  # progress-bar updates (worker requests) per epoch
+EVAL_BATCH = 500
+
+
+@dataclass
+class Curves:
+    train_loss: List[float] = field(default_factory=list)
+    test_accuracy: List[float] = field(default_factory=list)  # fractions
+    seconds: List[float] = field(default_factory=list)
+
+    def to_json(self) -> Dict[str, object]:
+        return {"train_loss": self.train_loss, "test_accuracy": self.test_accuracy, "seconds": self.seconds,
+                "final_test_accuracy": self.test_accuracy[-1] if self.test_accuracy else None}
+
+
+@dataclass
+class FitResult:
+    model: str
+    data: str
+    how: str  # how the images were fitted to the model
+    n_train: int
+    n_test: int
+    epochs: int
+    batch: int
+    optimizer: str
+    lr: float
+    momentum: float
+    seed: int
+    reference: str
+    curves: Dict[str, Curves] = field(default_factory=dict)  # backend -> curves
+    floor: Curves = field(default_factory=Curves)  # the reference from weights one rounding unit away
+    versions: Dict[str, str] = field(default_factory=dict)
+    machine: Dict[str, object] = field(default_factory=dict)
+    load: Optional[machine.Load] = None
+    dropout_removed: tuple = ()
+
+    def gaps(self, curves: Curves) -> Dict[str, float]:
+        """The largest |loss - reference loss| and |accuracy - reference accuracy| over the epochs."""
+        ref = self.curves[self.reference]
+        return {"train_loss": max(abs(a - b) for a, b in zip(curves.train_loss, ref.train_loss)),
+                "test_accuracy": max(abs(a - b) for a, b in zip(curves.test_accuracy, ref.test_accuracy))}
+
+
+class Bar:
+    """One progress bar on stderr: redrawn in place on a terminal, one line at the end otherwise."""
+
+    WIDTH = 24
+
+    def __init__(self, label: str, stream=None):
+        self.label, self.stream = label, stream or sys.stderr
+        self.live = self.stream.isatty()
+
+    def update(self, fraction: float, tail: str = "") -> None:
+        if self.live or fraction >= 1.0:
+            filled = int(round(self.WIDTH * fraction))
+            end = "\n" if fraction >= 1.0 else ""
+            print(f"\r[fit] {self.label} [{'#' * filled}{'.' * (self.WIDTH - filled)}] {fraction:4.0%} {tail}",
+                  end=end, file=self.stream, flush=True)
+
+
+class Learner:
+    """One backend's model and optimiser, trained a chunk of steps per request."""
+
+    def __init__(self, impl, spec, weights, optimizer: str, lr: float, momentum: float):
+        self.impl = impl
+        self.net = impl.build(spec, DTYPE)
+        impl.set_weights(self.net, weights)
+        self.trainer = impl.Trainer(self.net, optimizer, lr, momentum)
+
+    def train(self, x, labels, batch: int) -> Dict[str, object]:
+        if isinstance(self.impl, workers.WorkerBackend):
+            handle = self.trainer.handle
+            return self.impl.request(handle, "train_batches", {"x": x, "labels": labels}, trainer=handle.ident,
+                                     batch=batch)[0]
+        return timing.train_batches(self.trainer, x, labels, batch)
+
+    def epoch(self, x, labels, batch: int, bar: Optional[Bar]):
+        """(mean training loss, seconds) of one pass over x, labels."""
+        steps = math.ceil(len(x) / batch)
+        per_chunk = max(1, math.ceil(steps / CHUNKS)) * batch
+        total = seconds = 0.0
+        for begin in range(0, len(x), per_chunk):
+            got = self.train(x[begin:begin + per_chunk], labels[begin:begin + per_chunk], batch)
+            sizes = [min(batch, len(x) - begin - i * batch) for i in range(len(got["losses"]))]
+            total += float(np.dot(got["losses"], sizes))
+            seconds += got["seconds"]
+            done = min(len(x), begin + per_chunk)
+            if bar and done < len(x):  # the caller draws the full bar, with the epoch's figures
+                bar.update(done / len(x), f"loss {total / done:.4f}")
+        return total / len(x), seconds
+
+    def accuracy(self, x, labels) -> float:
+        right = 0
+        for begin in range(0, len(x), EVAL_BATCH):
+            out, _ = self.impl.forward(self.net, x[begin:begin + EVAL_BATCH])
+            right += int(np.sum(np.argmax(out, axis=1) == labels[begin:begin + EVAL_BATCH]))
+        return right / len(x)
+
+
+def run_fit(model: S.ModelSpec, data: DataSet, backends: Sequence[str], epochs: int = DEFAULT_EPOCHS,
+            batch: int = DEFAULT_BATCH, optimizer: str = "sgd", lr: float = DEFAULT_LR, momentum: float = 0.0,
+            seed: int = 0, weights=None, progress: Optional[Progress] = None, bars: bool = True) -> FitResult:
+    """Trains `model` on `data` in each backend (the first is the reference) for `epochs`."""
+    say = progress_or_quiet(progress)
+    if epochs < 1 or batch < 1:
+        raise ParityUsageError(f"--epochs and --batch must be at least 1, got {epochs} and {batch}")
+    momentum = B.heavy_ball_momentum(optimizer, momentum)
+    spec, dropped = S.without_dropout(model)
+    classes = num_classes_of(spec, refnets.infer(spec))
+    if classes < data.num_classes:
+        raise ParityUsageError(f"{spec.name} has {classes} outputs, {data.name} has {data.num_classes} classes: "
+                               f"add --option num_classes={data.num_classes}")
+    canonical = canonical_weights(spec, weights, seed, DTYPE)
+    result = FitResult(spec.name, data.name, data.how, len(data.x_train), len(data.x_test), epochs, batch, optimizer,
+                       float(lr), momentum, seed, backends[0], machine=machine.describe(), dropout_removed=dropped)
+    workers.prestart(backends)
+    learners = {}
+    for label in backends:
+        say(f"importing {label} and building {spec.name}")
+        impl = B.get(label)
+        result.versions.update(impl.versions())
+        learners[label] = Learner(impl, spec, canonical, optimizer, lr, momentum)
+        result.curves[label] = Curves()
+    floor = Learner(learners[backends[0]].impl, spec, nudge(canonical, seed), optimizer, lr, momentum)
+    meter = machine.LoadMeter()
+    meter.start(workers_cpu(learners.values()))
+    for epoch in range(1, epochs + 1):
+        order = np.random.default_rng((seed, epoch)).permutation(len(data.x_train))
+        x, labels = data.x_train[order], data.y_train[order]
+        runs = [(label, learners[label], result.curves[label]) for label in backends]
+        for label, learner, curves in runs + [(f"{backends[0]} floor", floor, result.floor)]:
+            bar = Bar(f"{label:<14} epoch {epoch}/{epochs}") if bars and progress else None
+            loss, seconds = learner.epoch(x, labels, batch, bar)
+            curves.train_loss.append(loss)
+            curves.seconds.append(seconds)
+            curves.test_accuracy.append(learner.accuracy(data.x_test, data.y_test))
+            if bar:
+                bar.update(1.0, f"loss {loss:.4f}  test accuracy {curves.test_accuracy[-1]:.2%}  {seconds:.1f} s")
+    result.load = meter.stop(workers_cpu(learners.values()))
+    return result
+
+
+def workers_cpu(learners) -> float:
+    """CPU seconds used so far by the worker processes of `learners` (the machine's
+    load counts everything else; this process's own time is counted apart)."""
+    impls = {id(l.impl): l.impl for l in learners if isinstance(l.impl, workers.WorkerBackend)}
+    return sum(impl.request(None, "resources")[0]["cpu_seconds"] for impl in impls.values())
