@@ -99,7 +99,6 @@ def parser() -> argparse.ArgumentParser:
                    help="allow TF32 on the GPU (off by default: it puts float32 outputs about 1e-3 of max|ref| away, "
                         "far outside the float32 tolerance)")
     add_worker_flags(p)
-    choose.add_flags(p)
     training = p.add_argument_group("training (instead of the inference comparison)")
     modes = training.add_mutually_exclusive_group()
     modes.add_argument("--grad", action="store_true",
@@ -121,6 +120,7 @@ def parser() -> argparse.ArgumentParser:
     training.add_argument("--floor", action="store_true",
                           help="with --train-steps: also train the reference from weights one rounding unit apart "
                                "and report how far it drifts from itself per step (the verdict is unchanged)")
+    choose.add_flags(p)
     return p
 
 

@@ -19,7 +19,6 @@ import os
 from refnets import backends as B
 
 from ..engine.config import ParityUsageError, check_backends, resolve_backends, resolve_model
-from ..training import DEFAULT_LR as STEPS_LR
 from . import bench as bench_mod
 from . import fit as fit_mod
 
@@ -41,7 +40,18 @@ def batch_sizes(text: str):
     return sizes[0] if len(sizes) == 1 else sizes
 
 
+class NotGiven(str):
+    """The parser's default --optimizer ("sgd"), told apart from one the user gave."""
+
+
+class NotGivenRate(float):
+    """The parser's default --lr (that of --train-steps), told apart from one the user gave."""
+
+
 def add_flags(parser: argparse.ArgumentParser) -> None:
+    # --fit has its own defaults for --optimizer and --lr; the parser's stay the others'
+    parser.set_defaults(optimizer=NotGiven(parser.get_default("optimizer")),
+                        lr=NotGivenRate(parser.get_default("lr")))
     group = parser.add_argument_group("choosing a framework (instead of the comparison)")
     modes = group.add_mutually_exclusive_group()
     modes.add_argument("--bench", action="store_true",
@@ -51,13 +61,15 @@ def add_flags(parser: argparse.ArgumentParser) -> None:
                             "peak memory; medians and ratios to the best")
     modes.add_argument("--fit", action="store_true",
                        help="train MODEL on real data in every backend from the same weights on the same batches: "
-                            "loss, test accuracy and seconds per epoch, and how far the curves drift apart")
+                            "loss, test accuracy and seconds per epoch, and how far the curves drift apart "
+                            f"(default --optimizer {fit_mod.DEFAULT_OPTIMIZER} --lr {fit_mod.DEFAULT_LR:g} --batch "
+                            f"{fit_mod.DEFAULT_BATCH})")
     group.add_argument("--repeats", type=int, default=bench_mod.DEFAULT_REPEATS,
                        help=f"--bench: timed repeats of each figure (default {bench_mod.DEFAULT_REPEATS}, after "
                             f"{bench_mod.WARMUP} warm-up)")
     group.add_argument("--threads", type=int, default=os.cpu_count() or 1,
-                       help="--bench: threads per backend (OMP/MKL/TF intra-op; default: the cores, "
-                            f"{os.cpu_count()})")
+                       help="--bench, --fit: threads per backend worker (OMP/MKL/TF intra-op; default: the cores, "
+                            f"{os.cpu_count()}); on a busy machine 1 can be many times faster")
     group.add_argument("--data", default="digits", metavar="digits|mnist:DIR|fashion-mnist:DIR|cifar10:DIR",
                        help="--fit: the data set (default digits: scikit-learn's 8x8 digits, no download; "
                             "the others read from files you have)")
@@ -149,9 +161,10 @@ def _fit(args, progress) -> int:
     model, weights = _model(args, "float32")
     dataset = data.load(args.data, model.input_shape, args.limit)
     labels = resolve_backends(args.backends, args.reference)
-    lr = fit_mod.DEFAULT_LR if args.lr == STEPS_LR else args.lr  # the parser's default is --train-steps'
-    result = fit_mod.run_fit(model, dataset, labels, args.epochs, args.batch or fit_mod.DEFAULT_BATCH,
-                             args.optimizer, lr, args.momentum, args.seed, weights, progress)
+    optimizer = fit_mod.DEFAULT_OPTIMIZER if isinstance(args.optimizer, NotGiven) else args.optimizer
+    lr = fit_mod.DEFAULT_LR if isinstance(args.lr, NotGivenRate) else args.lr
+    result = fit_mod.run_fit(model, dataset, labels, args.epochs, args.batch or fit_mod.DEFAULT_BATCH, optimizer,
+                             lr, args.momentum, args.seed, weights, args.threads, progress)
     print(report.fit_text(result))
     if args.json:
         _write(args.json, report.dumps(report.fit_json(result)))
