@@ -22,7 +22,12 @@ one, as the library does). A backend whose worker dies (a crash, out of memory,
 --worker-timeout) is reported as failed; the others still are.
 
 Exit codes: 0 all backends agree within tolerance, 1 some disagree, 2 usage or
-environment error (a backend failed)."""
+environment error (one message: a bad flag or file, a backend failed, a run that
+would not fit in memory, your own model raised), 3 internal error (a bug in parity:
+one line; --debug or PARITY_DEBUG=1 prints the traceback), 130 interrupted (Ctrl-C;
+output files are written whole or not at all). The same for `parity fuzz` and
+`parity matrix`. A run's memory is estimated before it starts and a run that cannot
+fit is refused; PARITY_SKIP_MEMORY_CHECK=1 skips that check."""
 
 from __future__ import annotations
 
@@ -31,8 +36,8 @@ import importlib
 import os
 import sys
 
-from refnets import registry, workers, zoo_import
-from refnets.cliargs import parse_option, parse_shape
+from refnets import exits, registry, workers, zoo_import
+from refnets.cliargs import parse_option, parse_python_pair, parse_shape
 from refnets.trace.user import load_and_trace
 from refnets.userload import is_callable_ref
 
@@ -40,8 +45,10 @@ from refnets.backends import catalog
 
 from .choose import cli as choose
 from .conformance import run_against
-from .engine.config import DTYPES, USAGE_ERRORS, ParityUsageError, place_backends
+from .engine import preflight
+from .engine.config import DTYPES, USAGE_ERRORS, ParityUsageError, check_backends, place_backends
 from .inference import run
+from .outputs import WEIGHT_SUFFIXES, check_output_path
 from .port import run_port
 from .reports import inference as report
 from .reports import port as port_report
@@ -98,6 +105,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--tf32", action="store_true",
                    help="allow TF32 on the GPU (off by default: it puts float32 outputs about 1e-3 of max|ref| away, "
                         "far outside the float32 tolerance)")
+    p.add_argument(exits.DEBUG_FLAG, action="store_true", help=exits.DEBUG_HELP)
     add_worker_flags(p)
     training = p.add_argument_group("training (instead of the inference comparison)")
     modes = training.add_mutually_exclusive_group()
@@ -124,16 +132,9 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def _python_pair(text: str):
-    name, sep, path = text.partition("=")
-    if not sep or not name.strip() or not path.strip():
-        raise argparse.ArgumentTypeError(f"{text!r}: give NAME=PATH, e.g. mxnet=/path/to/venv/bin/python")
-    return name.strip(), path.strip()
-
-
 def add_worker_flags(p: argparse.ArgumentParser) -> None:
     group = p.add_argument_group("worker processes")
-    group.add_argument("--python", type=_python_pair, action="append", default=[], metavar="NAME=PATH",
+    group.add_argument("--python", type=parse_python_pair, action="append", default=[], metavar="NAME=PATH",
                        help="run backend NAME in a worker process in this interpreter, e.g. "
                             "mxnet=/legacy/venv/bin/python (repeatable; overrides REFNETS_PYTHON and the config file)")
     where = group.add_mutually_exclusive_group()
@@ -188,6 +189,7 @@ def _run_port(args, progress) -> int:
             progress(f"tracing the reference {args.model} ({args.from_})")
         native = load_and_trace(args.model, args.from_, args.input_shape, _or(args.dtype, INFERENCE_DTYPE))
         model = native.traced.spec
+    _check_memory(args, model, None, backends=(args.reference or args.port_backend, args.port_backend))
     result = run_port(model, args.port, native_reference=native,
                       weights=native.traced.weights if native else args.weights,
                       reference=args.from_ if native else args.reference, port_backend=args.port_backend,
@@ -207,12 +209,20 @@ SUBCOMMANDS = {"fuzz": "parity.fuzz.cli", "matrix": "parity.matrix.cli"}
 
 
 def main(argv=None) -> int:
-    argv = sys.argv[1:] if argv is None else list(argv)
-    if argv and argv[0] in SUBCOMMANDS:
-        return importlib.import_module(SUBCOMMANDS[argv[0]]).main(argv[1:])
-    args = parser().parse_args(argv)
+    """The exit code of `python -m parity ARGS` (and of its subcommands): see
+    `refnets.exits` (0 agree, 1 disagree, 2 usage, 3 a bug, 130 Ctrl-C)."""
+    return exits.guarded(_dispatch, argv, "parity", USAGE_ERRORS)
+
+
+def _dispatch(argv) -> int:
     try:
+        if argv and argv[0] in SUBCOMMANDS:
+            return importlib.import_module(SUBCOMMANDS[argv[0]]).main(argv[1:])
+        args = parser().parse_args(argv)
         return _main(args)
+    except KeyboardInterrupt:
+        workers.kill_all()  # Ctrl-C: stop the workers now, not after their current step
+        raise
     finally:
         workers.config.reset()  # the worker flags were this run's
 
@@ -226,41 +236,54 @@ def _main(args) -> int:
         return 2
     progress = None if args.quiet else _progress
     mode = "grad" if args.grad else "train" if args.train else "train-steps" if args.train_steps is not None else None
-    try:
+    if choose.selected(args):
         configure_workers(args)
-        if choose.selected(args):
-            return choose.run(args, progress)
-        _check_flags(args, mode)
-        if not args.port:
-            args.backends = place_backends(args.backends, args.device, args.tf32)
-        if args.from_ and not args.port:
-            return _run_traced(args, mode, progress)
-        if is_callable_ref(args.model) and not args.from_:
-            raise ParityUsageError(f"{args.model} names your own model: say its framework with --from "
-                                   f"{'|'.join(catalog.frameworks_with('read'))}")
-        if args.port:
-            return _run_port(args, progress)
-        if mode:
-            return _training(args, mode, progress)
-        if args.against:
-            for flag, value in (("--reference", args.reference), ("--weights", args.weights)):
-                if value is not None:
-                    raise ParityUsageError(f"{flag} does not apply to a zoo run: the zoo model is the reference "
-                                           f"and its weights are the ones compared")
-            result = run_against(args.model, args.against, backends=args.backends,
-                                 batch=_or(args.batch, INFERENCE_BATCH), input_shape=args.input_shape,
-                                 dtype=_or(args.dtype, INFERENCE_DTYPE), seed=args.seed, rtol=args.rtol,
-                                 atol=args.atol, save_weights=args.save_weights, layers=args.layers,
-                                 options=dict(args.option), progress=progress, tf32=args.tf32)
-        else:
-            result = run(args.model, backends=args.backends, reference=args.reference,
-                         batch=_or(args.batch, INFERENCE_BATCH), input_shape=args.input_shape,
-                         dtype=_or(args.dtype, INFERENCE_DTYPE), seed=args.seed, rtol=args.rtol,
-                         atol=args.atol, weights=args.weights, save_weights=args.save_weights, layers=args.layers,
-                         options=dict(args.option), progress=progress, tf32=args.tf32)
-    except USAGE_ERRORS as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+        return choose.run(args, progress)
+    _preflight(args, mode)
+    if args.from_ and not args.port:
+        return _run_traced(args, mode, progress)
+    if is_callable_ref(args.model) and not args.from_:
+        raise ParityUsageError(f"{args.model} names your own model: say its framework with --from "
+                               f"{'|'.join(catalog.frameworks_with('read'))}")
+    if args.port:
+        return _run_port(args, progress)
+    if mode:
+        return _training(args, mode, progress)
+    return _inference(args, progress)
+
+
+def _preflight(args, mode) -> None:
+    """Everything that can be told wrong before any work: flags, numbers, output paths, backends."""
+    configure_workers(args)
+    _check_flags(args, mode)
+    preflight.check_numbers(args)
+    check_output_path(args.json, "--json")
+    check_output_path(args.save_weights, "--save-weights", WEIGHT_SUFFIXES)
+    if args.backends == []:
+        raise ParityUsageError("--backends names no backend: give a comma-separated list, e.g. numpy,torch")
+    if not args.port:
+        args.backends = place_backends(args.backends and check_backends(args.backends), args.device, args.tf32)
+
+
+def _inference(args, progress) -> int:
+    """The inference comparison of our backends (with --against: and the zoo's own model)."""
+    _check_memory(args, args.model, None, extra=1 if args.against else 0)
+    if args.against:
+        for flag, value in (("--reference", args.reference), ("--weights", args.weights)):
+            if value is not None:
+                raise ParityUsageError(f"{flag} does not apply to a zoo run: the zoo model is the reference "
+                                       f"and its weights are the ones compared")
+        result = run_against(args.model, args.against, backends=args.backends,
+                             batch=_or(args.batch, INFERENCE_BATCH), input_shape=args.input_shape,
+                             dtype=_or(args.dtype, INFERENCE_DTYPE), seed=args.seed, rtol=args.rtol,
+                             atol=args.atol, save_weights=args.save_weights, layers=args.layers,
+                             options=dict(args.option), progress=progress, tf32=args.tf32)
+    else:
+        result = run(args.model, backends=args.backends, reference=args.reference,
+                     batch=_or(args.batch, INFERENCE_BATCH), input_shape=args.input_shape,
+                     dtype=_or(args.dtype, INFERENCE_DTYPE), seed=args.seed, rtol=args.rtol,
+                     atol=args.atol, weights=args.weights, save_weights=args.save_weights, layers=args.layers,
+                     options=dict(args.option), progress=progress, tf32=args.tf32)
     print(report.text(result, all_nodes=args.layers))
     if args.json:
         report.write_json(result, args.json)
@@ -269,6 +292,18 @@ def _main(args) -> int:
 
 def _or(value, default):
     return default if value is None else value
+
+
+def _check_memory(args, model, mode, extra=0, backends=None) -> None:
+    """Refuse before any work a run that cannot fit in memory (see preflight)."""
+    batch = _or(args.batch, DEFAULT_BATCH if mode else INFERENCE_BATCH)
+    dtype = _or(args.dtype, DEFAULT_DTYPE if mode else INFERENCE_DTYPE)
+    try:
+        preflight.check_run_memory(model, args, backends or args.backends, batch, dtype, training=mode is not None,
+                                   extra_models=extra)
+    except registry.UnknownModelError:
+        if not args.against:  # a zoo's own name (--against): the run resolves it
+            raise
 
 
 def _check_flags(args, mode) -> None:
@@ -315,6 +350,7 @@ def _run_traced(args, mode, progress) -> int:
 
 def _training(args, mode, progress, model=None, weights=None) -> int:
     model = args.model if model is None else model
+    _check_memory(args, model, mode)
     common = dict(backends=args.backends, reference=args.reference, batch=_or(args.batch, DEFAULT_BATCH),
                   input_shape=args.input_shape, dtype=_or(args.dtype, DEFAULT_DTYPE), seed=args.seed,
                   rtol=args.rtol, atol=args.atol, weights=_or(weights, args.weights), options=dict(args.option),

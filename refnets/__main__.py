@@ -16,9 +16,9 @@ import argparse
 import os
 import sys
 
-from . import models, registry, shapes, specfile
+from . import exits, fileio, models, registry, shapes, specfile
 from . import spec as S
-from .backends import BackendUnavailableError, UnknownBackendError
+from .backends import BackendUnavailableError, CapabilityError, UnknownBackendError
 from .trace import FRAMEWORKS
 from .cliargs import parse_option, parse_shape
 from .describe import summary
@@ -70,6 +70,7 @@ source goes to standard output."""
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m refnets", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument(exits.DEBUG_FLAG, action="store_true", help=exits.DEBUG_HELP)
     sub = p.add_subparsers(dest="command", required=True)
     sub.add_parser("list", help="list the models")
     s = sub.add_parser("summary", help="per-node table of a model", description=SUMMARY_HELP,
@@ -109,6 +110,7 @@ def parser() -> argparse.ArgumentParser:
 def _export(args) -> None:
     if not specfile.looks_like_spec_file(args.out):
         raise ValueError(f"--out {args.out}: a spec file's name ends in .json (so MODEL arguments recognise it)")
+    fileio.check_output_path(args.out, "--out")
     model = models.resolve(args.model, input_shape=args.input_shape, options=dict(args.option))
     shapes.infer(model)  # a too small --input-shape fails here, naming the node
     specfile.save(model, args.out)
@@ -122,6 +124,9 @@ def _trace(args) -> None:
 
     if not specfile.looks_like_spec_file(args.out):
         raise ValueError(f"--out {args.out}: a spec file's name ends in .json (so MODEL arguments recognise it)")
+    fileio.check_output_path(args.out, "--out")
+    if args.weights:
+        fileio.check_output_path(args.weights, "--weights", (".safetensors", ".npz"))
     print(f"tracing {args.model} ({args.from_}) ...", file=sys.stderr, flush=True)
     traced = load_and_trace(args.model, args.from_, args.input_shape, args.dtype).traced
     specfile.save(traced.spec, args.out)
@@ -139,6 +144,8 @@ def _code(args) -> None:
 
     if args.from_ and args.option:
         raise ValueError("--option applies to zoo models, not to a traced model")
+    if args.out:
+        fileio.check_output_path(args.out, "--out")
     model = _summary_model(args)
     origin = f"{args.model}{' --from ' + args.from_ if args.from_ else ''}"
     origin += "".join(f" --option {k}={v}" for k, v in args.option)
@@ -146,8 +153,7 @@ def _code(args) -> None:
     if not args.out:
         sys.stdout.write(source)
         return
-    with open(args.out, "w") as handle:
-        handle.write(source)
+    fileio.write_atomic(args.out, source)
     print(f"wrote {args.out} ({len(source.splitlines())} lines): {model.name} in {args.framework}", file=sys.stderr)
 
 
@@ -159,26 +165,32 @@ def _summary_model(args):
     return models.resolve(args.model, input_shape=args.input_shape, options=dict(args.option))
 
 
+# Usage errors (exit 2). ValueError stays among them: the code generator and the
+# spec-file reader refuse what they cannot do with a ValueError naming the node.
+USAGE_ERRORS = (registry.UnknownModelError, registry.BadOptionError, ValueError, BackendUnavailableError,
+                UnknownBackendError, CapabilityError)
+
+
 def main(argv=None) -> int:
+    """The exit code of `python -m refnets ARGS`: 0 done, 2 usage or environment
+    error, 3 a bug (details with --debug), 130 interrupted (see `refnets.exits`)."""
+    return exits.guarded(_main, argv, "refnets", USAGE_ERRORS)
+
+
+def _main(argv) -> int:
     args = parser().parse_args(argv)
     if args.command == "list":
         for name in registry.list_models():
             counts = shapes.counts(registry.get_spec(name))
             print(f"{name:16s} {counts.trainable:>13,} trainable params")
-        return 0
-    try:
-        if args.command == "export":
-            _export(args)
-        elif args.command == "trace":
-            _trace(args)
-        elif args.command == "code":
-            _code(args)
-        else:
-            print(summary(_summary_model(args), containers=args.containers))
-    except (registry.UnknownModelError, registry.BadOptionError, ValueError, OSError, BackendUnavailableError,
-            UnknownBackendError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    elif args.command == "export":
+        _export(args)
+    elif args.command == "trace":
+        _trace(args)
+    elif args.command == "code":
+        _code(args)
+    else:
+        print(summary(_summary_model(args), containers=args.containers))
     return 0
 
 

@@ -27,3 +27,11 @@ def parse_option(text: str):
         except ValueError:
             pass
     return key, raw
+
+
+def parse_python_pair(text: str):
+    """NAME=PATH of `--python`: the interpreter a backend's worker runs in."""
+    name, sep, path = text.partition("=")
+    if not sep or not name.strip() or not path.strip():
+        raise argparse.ArgumentTypeError(f"{text!r}: give NAME=PATH, e.g. mxnet=/path/to/venv/bin/python")
+    return name.strip(), path.strip()

@@ -29,6 +29,7 @@ import typing
 from typing import Dict, List, Tuple
 
 from . import rules
+from .fileio import write_atomic
 from . import spec as S
 
 FORMAT = "refnets-spec"
@@ -170,8 +171,7 @@ def dumps(model: S.ModelSpec) -> str:
 
 
 def save(model: S.ModelSpec, path) -> None:
-    with open(path, "w", encoding="utf-8") as f:
-        f.write(dumps(model))
+    write_atomic(path, dumps(model))  # never a half-written file
 
 
 # ------------------------------------------------------------------------ reading

@@ -10,6 +10,8 @@ import importlib
 import importlib.util
 import os
 import sys
+import sysconfig
+import traceback
 from typing import Callable, Union
 
 
@@ -56,5 +58,32 @@ def _import(name: str):
 def run_user_code(action, name: str, doing: str):
     try:
         return action()
-    except Exception as err:  # the user's code: report whatever it raised
-        raise UserCodeError(f"{doing} {name} raised {type(err).__name__}: {err}") from err
+    except Exception as err:  # the user's code: report whatever it raised, and where
+        where = user_frame(err)
+        raise UserCodeError(f"{doing} {name} raised {type(err).__name__}: {err}"
+                            f"{' (' + where + ')' if where else ''}") from err
+
+
+_HERE = os.path.dirname(os.path.abspath(__file__))
+_OURS = (_HERE + os.sep, os.path.join(os.path.dirname(_HERE), "parity") + os.sep)  # refnets/, parity/
+_LIBRARIES = tuple(sorted({os.path.abspath(p) + os.sep for key in ("stdlib", "platstdlib", "purelib", "platlib")
+                           if (p := sysconfig.get_paths().get(key))}, key=len, reverse=True))
+
+
+def user_frame(err: BaseException) -> str:
+    """"at FILE:LINE in FUNCTION: SOURCE" of the innermost frame of `err`'s
+    traceback in the user's own code (not ours, not the standard library or an
+    installed package); a SyntaxError's own file and line; "" if none."""
+    if isinstance(err, SyntaxError) and err.filename:
+        return f"at {err.filename}:{err.lineno}"
+    frames = [f for f in traceback.extract_tb(err.__traceback__) if _is_users(f.filename)]
+    if not frames:
+        return ""
+    frame = frames[-1]
+    return f"at {frame.filename}:{frame.lineno} in {frame.name}{': ' + frame.line if frame.line else ''}"
+
+
+def _is_users(filename: str) -> bool:
+    if not filename or filename.startswith("<"):
+        return False
+    return not os.path.abspath(filename).startswith(_OURS + _LIBRARIES)

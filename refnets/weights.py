@@ -8,6 +8,7 @@ assigning anything (`check`).
 
 from __future__ import annotations
 
+import io
 import math
 import os
 from typing import Dict, Mapping
@@ -15,6 +16,7 @@ from typing import Dict, Mapping
 import numpy as np
 
 from . import shapes
+from .fileio import write_atomic
 from .spec import ModelSpec
 
 Weights = Dict[str, np.ndarray]
@@ -97,17 +99,22 @@ def save(path: str, weights: Mapping[str, np.ndarray]) -> None:
     """Save to `.safetensors` or `.npz` (chosen by the extension)."""
     arrays = {k: np.ascontiguousarray(v) for k, v in weights.items()}
     if path.endswith(".safetensors"):
-        from safetensors.numpy import save_file
+        from safetensors.numpy import save
 
-        save_file(arrays, path)
+        data = save(arrays)
     elif path.endswith(".npz"):
-        np.savez(path, **arrays)
+        buffer = io.BytesIO()
+        np.savez(buffer, **arrays)
+        data = buffer.getvalue()
     else:
         raise WeightFileError(f"{path!r}: weight files must end in .safetensors or .npz")
+    write_atomic(path, data)  # never a half-written file (Ctrl-C, a full disk)
 
 
 def load(path: str) -> Weights:
     """Load a `.safetensors` or `.npz` file (never pickle)."""
+    if os.path.isdir(path):
+        raise WeightFileError(f"{path!r} is a directory, not a weight file (.safetensors or .npz)")
     if not os.path.isfile(path):
         raise WeightFileError(f"{path!r}: no such weight file")
     try:

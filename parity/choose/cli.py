@@ -19,6 +19,7 @@ import os
 from refnets import backends as B
 
 from ..engine.config import ParityUsageError, check_backends, resolve_backends, resolve_model
+from ..outputs import check_output_path, write_atomic
 from . import bench as bench_mod
 from . import fit as fit_mod
 
@@ -102,10 +103,10 @@ def _check(args) -> None:
                         ("--limit", 1 if args.limit is None else args.limit)):
         if value < 1:
             raise ParityUsageError(f"{flag} must be at least 1, got {value}")
-    for flag, path in (("--json", args.json), ("--plot", args.plot)):
-        directory = os.path.dirname(os.path.abspath(path)) if path else None
-        if directory and not (os.path.isdir(directory) and os.access(directory, os.W_OK)):
-            raise ParityUsageError(f"{flag} {path}: {directory} is not a writable directory")
+    if args.fit and not args.lr > 0:
+        raise ParityUsageError(f"--lr must be > 0, got {args.lr!r}")
+    check_output_path(args.json, "--json")
+    check_output_path(args.plot, "--plot", (".png",))
 
 
 def _model(args, dtype: str):
@@ -116,11 +117,6 @@ def _model(args, dtype: str):
         user = load_and_trace(args.model, args.from_, args.input_shape, dtype)
         return user.traced.spec, user.traced.weights
     return resolve_model(args.model, args.input_shape, dict(args.option)), args.weights
-
-
-def _write(path: str, data) -> None:
-    with open(path, "wb" if isinstance(data, bytes) else "w") as handle:
-        handle.write(data)
 
 
 def run(args, progress) -> int:
@@ -145,11 +141,11 @@ def _bench(args, progress) -> int:
                                  dtype=dtype, seed=args.seed, weights=weights, progress=progress)
     print(report.bench_text(result))
     if args.json:
-        _write(args.json, report.dumps(report.bench_json(result)))
+        write_atomic(args.json, report.dumps(report.bench_json(result)))
     if args.plot and result.backends:
         from .plots import bench_png
 
-        _write(args.plot, bench_png(result))
+        write_atomic(args.plot, bench_png(result))
     return result.exit_code
 
 
@@ -167,10 +163,10 @@ def _fit(args, progress) -> int:
                              lr, args.momentum, args.seed, weights, args.threads, progress)
     print(report.fit_text(result))
     if args.json:
-        _write(args.json, report.dumps(report.fit_json(result)))
+        write_atomic(args.json, report.dumps(report.fit_json(result)))
     if args.plot:
         from .plots import fit_png
 
-        _write(args.plot, fit_png(result))
+        write_atomic(args.plot, fit_png(result))
     return 0
 

@@ -4,6 +4,7 @@ refnets backends registry is reached from here (and from `port.load` for readers
 
 from __future__ import annotations
 
+import math
 from typing import List, Optional, Sequence, Tuple, Union
 
 import numpy as np
@@ -113,5 +114,10 @@ def seeded_input(seed: int, batch: int, input_shape, dtype: str) -> np.ndarray:
 
 
 def resolve_tolerance(defaults: Tuple[float, float], rtol: Optional[float], atol: Optional[float]):
-    """(rtol, atol): the given ones, else the defaults."""
+    """(rtol, atol): the given ones, else the defaults. A negative, NaN or infinite
+    tolerance is a usage error (it would turn every comparison into a disagreement,
+    or none)."""
+    for name, value in (("rtol", rtol), ("atol", atol)):
+        if value is not None and not (math.isfinite(value) and value >= 0):
+            raise ParityUsageError(f"{name} must be a finite number >= 0, got {value!r}")
     return (defaults[0] if rtol is None else rtol, defaults[1] if atol is None else atol)

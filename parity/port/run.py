@@ -29,7 +29,7 @@ from ..engine.localise import capture_paths
 from ..engine.metrics import Comparison, compare
 from ..engine.tolerances import tolerance
 from . import match as matching
-from refnets.userload import load_model
+from refnets.userload import load_model, user_frame
 from .diff import StructuralDiff
 from .graph_match import graph_assignment, graph_mapping
 from .diagnose import Diagnosis, Evidence, diagnose, input_agrees
@@ -158,8 +158,9 @@ def _user_layers(adapter, user, x):
     except PortModelError:
         raise
     except Exception as err:
+        where = user_frame(err)
         raise PortModelError(f"the port failed on an input of shape {x.shape} (channels-first): "
-                             f"{type(err).__name__}: {err}") from err
+                             f"{type(err).__name__}: {err}{' (' + where + ')' if where else ''}") from err
     fused = [f"'{u.name}' ({u.config['activation']})" for u in found if u.config.get("activation", "linear")
              not in ACTIVATIONS]
     if fused:

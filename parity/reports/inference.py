@@ -6,6 +6,7 @@ import json
 from typing import List
 
 from ..engine.session import ParityResult
+from ..outputs import write_atomic
 from .tables import device_lines, strict, table
 
 PHASES = ("import", "build", "weights", "forward", "compare", "localise")
@@ -140,5 +141,4 @@ def as_dict(result: ParityResult) -> dict:
 
 
 def write_json(result: ParityResult, path: str) -> None:
-    with open(path, "w") as handle:
-        json.dump(strict(as_dict(result)), handle, indent=2, allow_nan=False)
+    write_atomic(path, json.dumps(strict(as_dict(result)), indent=2, allow_nan=False))

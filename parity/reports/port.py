@@ -8,6 +8,7 @@ from typing import List
 
 from ..port.graph_match import summary_lines
 from ..port.run import PortResult
+from ..outputs import write_atomic
 from .tables import strict, table
 
 SHOWN_UNMATCHED = 12
@@ -110,5 +111,4 @@ def as_dict(result: PortResult) -> dict:
 
 
 def write_json(result: PortResult, path: str) -> None:
-    with open(path, "w") as handle:
-        json.dump(strict(as_dict(result)), handle, indent=2, allow_nan=False)
+    write_atomic(path, json.dumps(strict(as_dict(result)), indent=2, allow_nan=False))

@@ -9,6 +9,7 @@ from typing import List, Optional
 from ..engine.metrics import Comparison
 from ..training.common import ParamComparison, TrainingResult
 from . import inference as inference_report
+from ..outputs import write_atomic
 from .tables import device_lines, strict, table
 
 PHASES = ("import", "build", "weights", "step", "compare", "localise", "floor")
@@ -205,5 +206,4 @@ def as_dict(result: TrainingResult) -> dict:
 
 
 def write_json(result: TrainingResult, path: str) -> None:
-    with open(path, "w") as handle:
-        json.dump(strict(as_dict(result)), handle, indent=2, allow_nan=False)
+    write_atomic(path, json.dumps(strict(as_dict(result)), indent=2, allow_nan=False))

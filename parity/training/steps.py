@@ -3,6 +3,7 @@ every loss and the weights after every step, and the rounding floor (`--floor`).
 
 from __future__ import annotations
 
+import math
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
@@ -36,7 +37,7 @@ def run_train_steps(model: Union[str, S.ModelSpec], steps: int, backends: Option
         raise ParityUsageError(f"the number of training steps must be a positive integer, got {steps!r}")
     if optimizer not in OPTIMIZERS:
         raise ParityUsageError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {optimizer!r}")
-    if not lr > 0:
+    if not (lr > 0 and math.isfinite(lr)):
         raise ParityUsageError(f"the learning rate must be positive, got {lr!r}")
     if optimizer == "momentum" and not 0.0 < momentum < 1.0:
         raise ParityUsageError(f"momentum must be in (0, 1), got {momentum!r}")

@@ -7,9 +7,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional, Tuple
 
-from ..userload import UserCodeError, load_model
+from ..userload import UserCodeError, load_model, user_frame
 from . import trace
 from .decompose import Traced
+from .graph import UntraceableError
 
 
 @dataclass
@@ -53,4 +54,11 @@ def load_and_trace(reference, framework: str, input_shape=None, dtype: str = "fl
     if shape is None:
         raise UserCodeError(f"a {framework} model does not record its input size: give --input-shape C,H,W")
     name = model_name(reference) if isinstance(reference, str) else type(native).__name__
-    return UserModel(str(reference), framework, native, trace(native, framework, shape, dtype=dtype, name=name))
+    try:
+        traced = trace(native, framework, shape, dtype=dtype, name=name)
+    except UntraceableError as err:
+        where = user_frame(err.__cause__) if err.__cause__ is not None else ""
+        if not where:
+            raise
+        raise UntraceableError(f"{err} ({where})") from err.__cause__  # the user's forward raised: say where
+    return UserModel(str(reference), framework, native, traced)

@@ -19,7 +19,7 @@ from __future__ import annotations
 from typing import Iterable, Optional
 
 from . import config
-from .backend import WorkerBackend, close_all, pooled
+from .backend import WorkerBackend, close_all, kill_all, pooled
 from .config import configure, set_mode
 from .errors import BackendFailure, WorkerConfigError, WorkerError
 
@@ -50,5 +50,5 @@ def prestart(labels: Iterable[str], tf32: bool = False) -> None:
             backend.start()
 
 
-__all__ = ["BackendFailure", "WorkerBackend", "WorkerConfigError", "WorkerError", "backend_for", "close_all",
+__all__ = ["BackendFailure", "WorkerBackend", "WorkerConfigError", "WorkerError", "backend_for", "close_all", "kill_all",
            "config", "configure", "is_configured", "prestart", "set_mode"]

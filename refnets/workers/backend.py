@@ -184,4 +184,13 @@ def close_all() -> None:
     _POOL.clear()
 
 
+def kill_all() -> None:
+    """Kills every pooled worker at once (Ctrl-C: not after its current step)."""
+    for backend in list(_POOL.values()):
+        if backend.connection is not None:
+            backend.connection.worker.kill()
+            backend.connection = None
+    _POOL.clear()
+
+
 atexit.register(close_all)

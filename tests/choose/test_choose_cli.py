@@ -67,6 +67,8 @@ def test_choose_flags_outside_their_modes_exit_2(capsys):
                           (["lenet", "--plot", "x.png"], "only with --bench or --fit"),
                           (["lenet", "--fit", "--grad"], "--grad does not apply to --fit"),
                           (["lenet", "--fit", "--batch", "4,8"], "one batch size"),
-                          (["lenet", "--bench", "--json", "/no/such/dir/b.json"], "not a writable directory")):
+                          (["lenet", "--bench", "--json", "/no/such/dir/b.json"], "--json"),
+                          (["lenet", "--fit", "--plot", "curves.svg"], "--plot"),
+                          (["lenet", "--fit", "--lr", "0"], "--lr must be > 0")):
         assert cli.main(argv + ["--quiet"]) == 2, argv
         assert message in capsys.readouterr().err, argv
