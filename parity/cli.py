@@ -43,6 +43,7 @@ from refnets.userload import is_callable_ref
 
 from refnets.backends import catalog
 
+from .choose import cli as choose
 from .conformance import run_against
 from .engine import preflight
 from .engine.config import DTYPES, USAGE_ERRORS, ParityUsageError, check_backends, place_backends
@@ -82,7 +83,7 @@ def parser() -> argparse.ArgumentParser:
                    help="check your own native model (CALLABLE() returns it) against MODEL")
     p.add_argument("--port-backend", choices=catalog.frameworks_with("read"), default="torch",
                    help="the framework of the --port model (default torch)")
-    p.add_argument("--batch", type=int,
+    p.add_argument("--batch", type=choose.batch_sizes,
                    help=f"default {INFERENCE_BATCH}; {DEFAULT_BATCH} for --grad, --train, --train-steps")
     p.add_argument("--input-shape", type=parse_shape, metavar="C,H,W", help="default: the model's")
     p.add_argument("--dtype", choices=DTYPES,
@@ -127,6 +128,7 @@ def parser() -> argparse.ArgumentParser:
     training.add_argument("--floor", action="store_true",
                           help="with --train-steps: also train the reference from weights one rounding unit apart "
                                "and report how far it drifts from itself per step (the verdict is unchanged)")
+    choose.add_flags(p)
     return p
 
 
@@ -234,6 +236,9 @@ def _main(args) -> int:
         return 2
     progress = None if args.quiet else _progress
     mode = "grad" if args.grad else "train" if args.train else "train-steps" if args.train_steps is not None else None
+    if choose.selected(args):
+        configure_workers(args)
+        return choose.run(args, progress)
     _preflight(args, mode)
     if args.from_ and not args.port:
         return _run_traced(args, mode, progress)

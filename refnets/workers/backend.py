@@ -66,15 +66,18 @@ class WorkerTrainer:
 
 class WorkerBackend(Backend):
     """The backend `label` (a catalog name, or `name:device`) in a worker run by
-    `python`; `tf32` allows TF32 there on a GPU. `label`, `name`, `device` and
+    `python`; `tf32` allows TF32 there on a GPU; `env`: variables its process gets
+    on top of ours. `label`, `name`, `device` and
     `tf32` are those of the backend in the worker."""
 
     def __init__(self, label: str, python: str, source: str = "workers", tf32: bool = False,
-                 timeout: Optional[float] = None, startup_timeout: Optional[float] = None):
+                 timeout: Optional[float] = None, startup_timeout: Optional[float] = None,
+                 env: Optional[Dict[str, str]] = None):
         name, _, device = label.partition(":")
         self.name, self.device, self.tf32 = name, device or "cpu", bool(tf32)
         self.python, self.source = python, source
         self.timeout, self.startup_timeout = timeout, startup_timeout  # None: config's, read at each use
+        self.env = dict(env or {})  # variables its process gets on top of ours
         self.connection: Optional[Connection] = None
 
     # ------------------------------------------------------------ the process
@@ -84,7 +87,7 @@ class WorkerBackend(Backend):
         if self.connection is None or not self.connection.worker.alive:
             startup = self.startup_timeout or config.startup_timeout()
             self.connection = Connection(P.WorkerProcess(self.label, self.python, self.tf32, startup,
-                                                         source=self.source))
+                                                         source=self.source, env=self.env))
         return self
 
     def hello(self) -> dict:

@@ -73,15 +73,16 @@ class StderrTail:
 
 
 class WorkerProcess:
-    """One running worker: `python -m refnets.workers LABEL` in `python`."""
+    """One running worker: `python -m refnets.workers LABEL` in `python`; `env`:
+    variables set for it on top of ours (thread counts, for a benchmark)."""
 
     def __init__(self, label: str, python: str, tf32: bool = False, startup_timeout: float = 120.0,
-                 echo_stderr: bool = True, source: str = "workers"):
+                 echo_stderr: bool = True, source: str = "workers", env: Optional[Dict[str, str]] = None):
         self.label, self.python, self.source = label, python, source
         command = [python, "-m", "refnets.workers", label] + (["--tf32"] if tf32 else [])
         try:
             self.proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                         stderr=subprocess.PIPE, cwd=SOURCE_ROOT, env=worker_env(),
+                                         stderr=subprocess.PIPE, cwd=SOURCE_ROOT, env=worker_env(env),
                                          start_new_session=True)
         except OSError as err:
             raise WorkerConfigError(f"cannot start the {label} worker with {python} ({source}): "

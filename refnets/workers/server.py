@@ -18,10 +18,11 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 import traceback
 from typing import Dict
 
-from . import protocol
+from . import protocol, timing
 
 REQUIRED = ("numpy", "safetensors")
 
@@ -67,7 +68,9 @@ class Worker:
         import refnets
         from refnets import backends as B
 
+        start = time.perf_counter()
         self.backend = B.get(self.label, tf32=self.tf32)
+        import_seconds = time.perf_counter() - start
         import numpy as np
 
         return {"name": self.backend.name, "device": self.backend.device,
@@ -75,7 +78,7 @@ class Worker:
                 "missing_converters": list(self.backend.missing_converters()),
                 "versions": dict(self.backend.versions()), "refnets": os.path.dirname(refnets.__file__),
                 "python": sys.version.split()[0], "numpy": np.__version__, "executable": sys.executable,
-                "pid": os.getpid()}
+                "pid": os.getpid(), "import_seconds": import_seconds}
 
     def keep(self, obj) -> int:
         ident, self.next_id = self.next_id, self.next_id + 1
@@ -123,6 +126,29 @@ class Worker:
 
     def op_step(self, header, arrays):
         return float(self.get(header["trainer"]).step(arrays["x"], arrays["labels"])), {}
+
+    # timing inside the worker (see `timing`): no round trip in the figures
+
+    def op_time_build(self, header, arrays):
+        """Seconds of each of `repeats` builds of the spec (the models are dropped)."""
+        from refnets import specfile
+
+        model = specfile.from_json(header["spec"], validate=False)
+        return timing.time_calls(lambda: self.backend.build(model, dtype=header["dtype"]), header["repeats"], 0), {}
+
+    def op_time_forward(self, header, arrays):
+        net, x = self.get(header["net"]), arrays["x"]
+        return timing.time_calls(lambda: self.backend.forward(net, x), header["repeats"], header["warmup"]), {}
+
+    def op_time_step(self, header, arrays):
+        trainer, x, labels = self.get(header["trainer"]), arrays["x"], arrays["labels"]
+        return timing.time_calls(lambda: trainer.step(x, labels), header["repeats"], header["warmup"]), {}
+
+    def op_train_batches(self, header, arrays):
+        return timing.train_batches(self.get(header["trainer"]), arrays["x"], arrays["labels"], header["batch"]), {}
+
+    def op_resources(self, header, arrays):
+        return timing.resources(), {}
 
     def op_ping(self, header, arrays):
         """The worker's pid and how many nets and trainers it holds."""
