@@ -63,8 +63,9 @@ def add_flags(parser: argparse.ArgumentParser) -> None:
     modes.add_argument("--fit", action="store_true",
                        help="train MODEL on real data in every backend from the same weights on the same batches: "
                             "loss, test accuracy and seconds per epoch, and how far the curves drift apart "
-                            f"(default --optimizer {fit_mod.DEFAULT_OPTIMIZER} --lr {fit_mod.DEFAULT_LR:g} --batch "
-                            f"{fit_mod.DEFAULT_BATCH})")
+                            f"(default --optimizer {fit_mod.DEFAULT_OPTIMIZER} --lr {fit_mod.DEFAULT_LR:g}, "
+                            + ", ".join(f"{m} {lr:g}" for m, lr in fit_mod.MODEL_LR.items())
+                            + f"; --batch {fit_mod.DEFAULT_BATCH})")
     group.add_argument("--repeats", type=int, default=bench_mod.DEFAULT_REPEATS,
                        help=f"--bench: timed repeats of each figure (default {bench_mod.DEFAULT_REPEATS}, after "
                             f"{bench_mod.WARMUP} warm-up)")
@@ -158,7 +159,7 @@ def _fit(args, progress) -> int:
     dataset = data.load(args.data, model.input_shape, args.limit)
     labels = resolve_backends(args.backends, args.reference)
     optimizer = fit_mod.DEFAULT_OPTIMIZER if isinstance(args.optimizer, NotGiven) else args.optimizer
-    lr = fit_mod.DEFAULT_LR if isinstance(args.lr, NotGivenRate) else args.lr
+    lr = fit_mod.default_lr(args.model) if isinstance(args.lr, NotGivenRate) else args.lr
     result = fit_mod.run_fit(model, dataset, labels, args.epochs, args.batch or fit_mod.DEFAULT_BATCH, optimizer,
                              lr, args.momentum, args.seed, weights, args.threads, progress)
     print(report.fit_text(result))

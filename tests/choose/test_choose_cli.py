@@ -72,3 +72,11 @@ def test_choose_flags_outside_their_modes_exit_2(capsys):
                           (["lenet", "--fit", "--lr", "0"], "--lr must be > 0")):
         assert cli.main(argv + ["--quiet"]) == 2, argv
         assert message in capsys.readouterr().err, argv
+
+
+def test_fit_takes_the_models_measured_rate_unless_given():
+    from parity.choose import fit
+
+    assert fit.default_lr("lenet") == fit.MODEL_LR["lenet"] != fit.DEFAULT_LR
+    assert fit.default_lr("resnet18") == fit.DEFAULT_LR
+    assert fit.default_lr("lenet.json") == fit.DEFAULT_LR  # a spec file is not the zoo's lenet
