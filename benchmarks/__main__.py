@@ -27,8 +27,8 @@ import platform
 import sys
 import time
 
-from . import harness, latency, startup
-from ._common import ROOT, loadavg
+from . import harness, latency, load, startup
+from ._common import LOAD_LOG, ROOT, loadavg
 
 SECTIONS = {"latency": latency, "parity": harness, "startup": startup}
 ALIASES = {"memory": "parity", "harness": "parity"}
@@ -53,9 +53,21 @@ def _machine() -> dict:
 def verdicts(data: dict) -> list:
     out = []
     for name, module in SECTIONS.items():
-        if data["sections"].get(name):
-            out += module.verdicts(data["sections"][name])
+        section = data["sections"].get(name)
+        if section:
+            busy = under_load(section)
+            out += [dict(v, section=name, under_load=busy) for v in module.verdicts(section)]
     return out
+
+
+def under_load(section: dict) -> bool:
+    return bool(section.get("load", {}).get("under_load"))
+
+
+def _met(v: dict) -> str:
+    if v.get("under_load"):
+        return "**under load**: not a figure to quote"
+    return "yes" if v["met"] else "**no**"
 
 
 def _value(v: dict) -> str:
@@ -80,12 +92,14 @@ def markdown(data: dict) -> str:
         "|---|---|---|---|---|",
     ]
     for v in verdicts(data):
-        lines.append(f"| {v['what']} | {_value(v)} | {v['target']} | {'yes' if v['met'] else '**no**'} | "
-                     f"{v.get('also', '')} |")
+        lines.append(f"| {v['what']} | {_value(v)} | {v['target']} | {_met(v)} | {v.get('also', '')} |")
     lines.append("")
     for name, module in SECTIONS.items():
-        if data["sections"].get(name):
-            lines += module.markdown(data["sections"][name])
+        section = data["sections"].get(name)
+        if section:
+            body = module.markdown(section)
+            body[2:2] = [f"Machine load during this section: {load.describe(section.get('load'))}.", ""]
+            lines += body
     return "\n".join(lines).rstrip() + "\n"
 
 
@@ -130,10 +144,7 @@ def main(argv=None) -> int:
     start = time.perf_counter()
     load_start = loadavg()
     for name in chosen:
-        t = time.perf_counter()
-        data["sections"][name] = SECTIONS[name].run(args.quick, log)
-        data["sections"][name]["wall_s"] = time.perf_counter() - t
-        log(f"{name}: {data['sections'][name]['wall_s']:.0f}s")
+        data["sections"][name] = run_section(name, args.quick)
     versions = {}
     for framework_versions in data["sections"].get("latency", {}).get("versions", {}).values():
         versions.update({k: v for k, v in framework_versions.items() if k != "threads"})
@@ -150,12 +161,33 @@ def main(argv=None) -> int:
     text = markdown(data)
     with open(os.path.join(args.out, "benchmarks.md"), "w") as handle:
         handle.write(text)
-    if args.update_readme:
-        update_readme(text)
     log(f"wrote {json_path} and benchmarks.md ({data['meta']['wall_s'] / 60:.1f} min)")
     for v in data["verdicts"]:
-        log(f"  {'ok  ' if v['met'] else 'MISS'} {v['what']}: {_value(v)} (target {v['target']})")
+        status = "LOAD" if v["under_load"] else "ok  " if v["met"] else "MISS"
+        log(f"  {status} {v['what']}: {_value(v)} (target {v['target']})")
+    if args.update_readme:
+        busy = [name for name, section in data["sections"].items() if under_load(section)]
+        if busy:
+            log(f"README.md NOT updated: section(s) {', '.join(busy)} ran under load (other processes used more "
+                f"than {load.THRESHOLD:.0%} of the CPUs); run them again on a quiet machine: "
+                f"python -m benchmarks --only {','.join(busy)} --update-readme")
+            return 1
+        update_readme(text)
+        log("README.md updated")
     return 0
+
+
+def run_section(name: str, quick: bool) -> dict:
+    """One section, with the machine's load before (a one-second probe) and during it."""
+    before = load.probe(1.0)
+    LOAD_LOG.clear()
+    meter = load.Meter()
+    t = time.perf_counter()
+    section = SECTIONS[name].run(quick, log)
+    section["wall_s"] = time.perf_counter() - t
+    section["load"] = load.judge(before, meter.stop(), list(LOAD_LOG))
+    log(f"{name}: {section['wall_s']:.0f}s; {load.describe(section['load'])}".replace("**", ""))
+    return section
 
 
 if __name__ == "__main__":
