@@ -80,8 +80,16 @@ def forward(model: keras.Model, x: np.ndarray, capture: Sequence[str] = (),
     finally:
         for var, value in zip(statistics, saved):
             var.assign(value)
-    arrays = [_channels_first(out.numpy()) for out in outs]
-    return arrays[index[""]], {path: arrays[index[path]].copy() for path in capture}
+    arrays = [out.numpy() for out in outs]
+    # The captures are channels-first views of the NHWC arrays, not copies: a
+    # transposing copy of every node's output cost as much as the capturing
+    # forward itself, and paths sharing a tensor (a Sequential and its last
+    # child) share one array. Nothing writes to them.
+    return _channels_first(arrays[index[""]]), {path: _channels_first_view(arrays[index[path]]) for path in capture}
+
+
+def _channels_first_view(array: np.ndarray) -> np.ndarray:
+    return np.transpose(array, (0, 3, 1, 2)) if array.ndim == 4 else array
 
 
 def _trainable_slots(model: keras.Model) -> Dict[str, Tuple[keras.Variable, str]]:
