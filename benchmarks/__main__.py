@@ -125,7 +125,17 @@ def main(argv=None) -> int:
     p.add_argument("--only", help="comma-separated sections: latency, parity (or memory), startup")
     p.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results"))
     p.add_argument("--update-readme", action="store_true", help="put the tables into README.md")
+    p.add_argument("--python", action="append", default=[], metavar="FRAMEWORK=PATH",
+                   help="run that framework's latency worker in another interpreter (e.g. "
+                        "torch=/path/venv/bin/python, a venv with torchvision); repeatable")
     args = p.parse_args(argv)
+    for item in args.python:
+        framework, _, path = item.partition("=")
+        if framework not in latency.SETUP or not path:
+            p.error(f"--python takes FRAMEWORK=PATH with FRAMEWORK one of {', '.join(latency.SETUP)}, got {item!r}")
+        if not os.access(path, os.X_OK):
+            p.error(f"--python {item}: {path} is not an executable")
+        latency.PYTHONS[framework] = path
     chosen = list(SECTIONS)
     if args.only:
         chosen = []
@@ -147,7 +157,7 @@ def main(argv=None) -> int:
         data["sections"][name] = run_section(name, args.quick)
     versions = {}
     for framework_versions in data["sections"].get("latency", {}).get("versions", {}).values():
-        versions.update({k: v for k, v in framework_versions.items() if k != "threads"})
+        versions.update({k: v for k, v in framework_versions.items() if k not in ("threads", "python")})
     import numpy
 
     versions["numpy"] = numpy.__version__

@@ -33,10 +33,11 @@ def child_env() -> Dict[str, str]:
     return env
 
 
-def worker(kind: str, timeout: float = 600, **kwargs) -> dict:
-    """Run `benchmarks._worker KIND` in a fresh interpreter; its JSON result (or
-    {"error": ...}). `wall_s` is the child's whole wall time, start-up included."""
-    cmd = [sys.executable, "-m", "benchmarks._worker", kind, json.dumps(kwargs)]
+def worker(kind: str, timeout: float = 600, python: Optional[str] = None, **kwargs) -> dict:
+    """Run `benchmarks._worker KIND` in a fresh interpreter (this one, or `python`:
+    another venv's); its JSON result (or {"error": ...}). `wall_s` is the child's
+    whole wall time, start-up included; `load` the machine's load around it."""
+    cmd = [python or sys.executable, "-m", "benchmarks._worker", kind, json.dumps(kwargs)]
     start = time.perf_counter()
     meter = Meter()
     try:
