@@ -7,14 +7,22 @@ warm-up):
   latency  1. forward latency of our models vs the frameworks' zoo models
            (224x224, batch 1 and 16, inference mode): ratio ours/zoo, target <= 1.05
   parity   2. the parity run (resnet18, resnet50v2; torch, mxnet, keras; localisation
-           forced) against each framework alone: harness overhead, target <= 15 %
-           3. its peak RSS against the frameworks' baseline + the three models' weights
+           forced) against each framework alone: harness overhead, target <= 10 %
+           3. its peak RSS against the frameworks' baseline + the three models' weights,
+              target <= 1.3x
   startup  4. `python -m parity --help` and `import refnets`: wall time, no framework loaded
 
 Writes DIR/benchmarks.json and DIR/benchmarks.md (default benchmarks/results). With
 --only, the other sections are kept from an existing benchmarks.json. --quick uses
 fewer repeats (a smoke test, not figures to quote). --update-readme replaces the
 results in README.md between its `<!-- benchmarks:start -->` / `end` markers.
+
+Machine load (benchmarks/load.py): the CPU share other processes used is recorded
+before and during every section and around every worker; a section where it
+exceeded 10 % is marked "under load" in the tables, and --update-readme then
+refuses to write (exit 1) and says which sections to run again.
+--python torch=PATH runs that framework's latency worker in another venv (the
+torch rows against torchvision, which only the modern stack has).
 """
 
 from __future__ import annotations

@@ -33,7 +33,8 @@ MODELS = ("resnet18", "resnet50v2")
 FRAMEWORKS = tuple(name for name, record in catalog.BACKENDS.items() if record.default)  # the frameworks
 BATCH = 2
 SEED = 0
-TARGET_OVERHEAD = 0.15
+TARGET_OVERHEAD = 0.10
+TARGET_MEMORY = 1.3  # peak RSS / (frameworks' baseline + three sets of weights)
 
 
 # ------------------------------------------------------------------ workers
@@ -259,6 +260,13 @@ def verdicts(section: dict) -> List[dict]:
                     "value": s["overhead_frac"], "target": f"<= {TARGET_OVERHEAD:.0%}",
                     "met": s["overhead_frac"] <= TARGET_OVERHEAD, "percent": True,
                     "also": f"without localisation {s['overhead_without_localise_frac']:.1%}"})
+        mem = s["memory"]
+        if mem.get("peak_over_expected") is not None:
+            out.append({"what": f"parity {model} (layers=True): peak memory / expected",
+                        "value": mem["peak_over_expected"], "target": f"<= {TARGET_MEMORY}",
+                        "met": mem["peak_over_expected"] <= TARGET_MEMORY,
+                        "also": f"{mem['peak_rss_mb']:.0f} MiB of {mem['expected_mb']:.0f} expected; before the "
+                                f"localisation {mem['before_localise_over_expected']:.2f}x"})
     return out
 
 

@@ -47,9 +47,14 @@ def _forward_capturing(model: nn.HybridBlock, x: mx.nd.NDArray, capture: Sequenc
             handle.detach()
         model.hybridize()
     # Read back once the whole forward is queued (an `asnumpy` in each hook would
-    # wait for every operator in turn); each NDArray is dropped as it is copied.
+    # wait for every operator in turn); each NDArray is dropped as it is copied,
+    # and one that several paths share (a Sequential and its last child) is copied once.
+    copies: Dict[int, np.ndarray] = {}
     for path in list(store):
-        store[path] = store[path].asnumpy()
+        array = store[path]
+        if id(array) not in copies:  # every NDArray not yet copied is still alive: ids do not repeat
+            copies[id(array)] = array.asnumpy()
+        store[path] = copies[id(array)]
     return out, store
 
 
