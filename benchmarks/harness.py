@@ -265,8 +265,9 @@ def verdicts(section: dict) -> List[dict]:
             out.append({"what": f"parity {model} (layers=True): peak memory / expected",
                         "value": mem["peak_over_expected"], "target": f"<= {TARGET_MEMORY}",
                         "met": mem["peak_over_expected"] <= TARGET_MEMORY,
-                        "also": f"{mem['peak_rss_mb']:.0f} MiB of {mem['expected_mb']:.0f} expected; before the "
-                                f"localisation {mem['before_localise_over_expected']:.2f}x"})
+                        "also": f"{mem['peak_rss_mb']:.0f} MiB of {mem['expected_mb']:.0f} expected" + (
+                            "" if mem["before_localise_over_expected"] is None else
+                            f"; before the localisation {mem['before_localise_over_expected']:.2f}x")})
     return out
 
 
