@@ -59,6 +59,7 @@ def test_in_place_only_where_the_input_is_fresh_and_results_unchanged():
     for path in paths:  # every node's own output, not what a later in-place op made of it
         np.testing.assert_allclose(acts[path], ref_acts[path], rtol=1e-10, atol=1e-12, err_msg=path)
     assert (acts["res.body.bn1"] < 0).any()  # what relu1 would have overwritten
+    assert np.shares_memory(acts["res.body"], acts["res.body.bn2"])  # captures are the tensors: no copies
     assert all(m.inplace for m in net.refnets_inplace)  # switched back on after the capture
 
 
