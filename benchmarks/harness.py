@@ -353,9 +353,10 @@ def markdown(section: dict) -> List[str]:
                      f"{mem['peak_before_localise_mb']:.0f} ({mem['before_localise_over_expected']:.2f}x) | "
                      f"{mem['peak_rss_mb']:.0f} | {mem['peak_over_expected']:.2f}x | "
                      f"{mem['captured_activations_mb_per_backend']:.0f} |")
-    lines += ["", "The localisation holds every node's output (batch 2, float32, channels-first numpy) of the "
-              "reference and of the backend being compared, plus that backend's own tensors and copies while it "
-              "converts them; the right-hand column is one such set."]
+    lines += ["", "The localisation holds every node's output (batch 2, float32) of the reference and of the "
+              "backend being compared, one backend at a time; the right-hand column is one such set. Captures are "
+              "not copied where the framework's own memory can be used (torch tensors, views of Keras's NHWC "
+              "outputs); MXNet's are copied once per NDArray."]
     for error in section.get("errors", []):
         lines.append(f"\nError: `{error}`")
     return lines + [""]
