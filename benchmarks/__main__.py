@@ -7,14 +7,22 @@ warm-up):
   latency  1. forward latency of our models vs the frameworks' zoo models
            (224x224, batch 1 and 16, inference mode): ratio ours/zoo, target <= 1.05
   parity   2. the parity run (resnet18, resnet50v2; torch, mxnet, keras; localisation
-           forced) against each framework alone: harness overhead, target <= 15 %
-           3. its peak RSS against the frameworks' baseline + the three models' weights
+           forced) against each framework alone: harness overhead, target <= 10 %
+           3. its peak RSS against the frameworks' baseline + the three models' weights,
+              target <= 1.3x
   startup  4. `python -m parity --help` and `import refnets`: wall time, no framework loaded
 
 Writes DIR/benchmarks.json and DIR/benchmarks.md (default benchmarks/results). With
 --only, the other sections are kept from an existing benchmarks.json. --quick uses
 fewer repeats (a smoke test, not figures to quote). --update-readme replaces the
 results in README.md between its `<!-- benchmarks:start -->` / `end` markers.
+
+Machine load (benchmarks/load.py): the CPU share other processes used is recorded
+before and during every section and around every worker; a section where it
+exceeded 10 % is marked "under load" in the tables, and --update-readme then
+refuses to write (exit 1) and says which sections to run again.
+--python torch=PATH runs that framework's latency worker in another venv (the
+torch rows against torchvision, which only the modern stack has).
 """
 
 from __future__ import annotations
@@ -27,8 +35,8 @@ import platform
 import sys
 import time
 
-from . import harness, latency, startup
-from ._common import ROOT, loadavg
+from . import harness, latency, load, startup
+from ._common import LOAD_LOG, ROOT, loadavg
 
 SECTIONS = {"latency": latency, "parity": harness, "startup": startup}
 ALIASES = {"memory": "parity", "harness": "parity"}
@@ -53,9 +61,21 @@ def _machine() -> dict:
 def verdicts(data: dict) -> list:
     out = []
     for name, module in SECTIONS.items():
-        if data["sections"].get(name):
-            out += module.verdicts(data["sections"][name])
+        section = data["sections"].get(name)
+        if section:
+            busy = under_load(section)
+            out += [dict(v, section=name, under_load=busy) for v in module.verdicts(section)]
     return out
+
+
+def under_load(section: dict) -> bool:
+    return bool(section.get("load", {}).get("under_load"))
+
+
+def _met(v: dict) -> str:
+    if v.get("under_load"):
+        return "**under load**: not a figure to quote"
+    return "yes" if v["met"] else "**no**"
 
 
 def _value(v: dict) -> str:
@@ -80,12 +100,14 @@ def markdown(data: dict) -> str:
         "|---|---|---|---|---|",
     ]
     for v in verdicts(data):
-        lines.append(f"| {v['what']} | {_value(v)} | {v['target']} | {'yes' if v['met'] else '**no**'} | "
-                     f"{v.get('also', '')} |")
+        lines.append(f"| {v['what']} | {_value(v)} | {v['target']} | {_met(v)} | {v.get('also', '')} |")
     lines.append("")
     for name, module in SECTIONS.items():
-        if data["sections"].get(name):
-            lines += module.markdown(data["sections"][name])
+        section = data["sections"].get(name)
+        if section:
+            body = module.markdown(section)
+            body[2:2] = [f"Machine load during this section: {load.describe(section.get('load'))}.", ""]
+            lines += body
     return "\n".join(lines).rstrip() + "\n"
 
 
@@ -111,7 +133,17 @@ def main(argv=None) -> int:
     p.add_argument("--only", help="comma-separated sections: latency, parity (or memory), startup")
     p.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results"))
     p.add_argument("--update-readme", action="store_true", help="put the tables into README.md")
+    p.add_argument("--python", action="append", default=[], metavar="FRAMEWORK=PATH",
+                   help="run that framework's latency worker in another interpreter (e.g. "
+                        "torch=/path/venv/bin/python, a venv with torchvision); repeatable")
     args = p.parse_args(argv)
+    for item in args.python:
+        framework, _, path = item.partition("=")
+        if framework not in latency.SETUP or not path:
+            p.error(f"--python takes FRAMEWORK=PATH with FRAMEWORK one of {', '.join(latency.SETUP)}, got {item!r}")
+        if not os.access(path, os.X_OK):
+            p.error(f"--python {item}: {path} is not an executable")
+        latency.PYTHONS[framework] = path
     chosen = list(SECTIONS)
     if args.only:
         chosen = []
@@ -130,13 +162,10 @@ def main(argv=None) -> int:
     start = time.perf_counter()
     load_start = loadavg()
     for name in chosen:
-        t = time.perf_counter()
-        data["sections"][name] = SECTIONS[name].run(args.quick, log)
-        data["sections"][name]["wall_s"] = time.perf_counter() - t
-        log(f"{name}: {data['sections'][name]['wall_s']:.0f}s")
+        data["sections"][name] = run_section(name, args.quick)
     versions = {}
     for framework_versions in data["sections"].get("latency", {}).get("versions", {}).values():
-        versions.update({k: v for k, v in framework_versions.items() if k != "threads"})
+        versions.update({k: v for k, v in framework_versions.items() if k not in ("threads", "python")})
     import numpy
 
     versions["numpy"] = numpy.__version__
@@ -150,12 +179,33 @@ def main(argv=None) -> int:
     text = markdown(data)
     with open(os.path.join(args.out, "benchmarks.md"), "w") as handle:
         handle.write(text)
-    if args.update_readme:
-        update_readme(text)
     log(f"wrote {json_path} and benchmarks.md ({data['meta']['wall_s'] / 60:.1f} min)")
     for v in data["verdicts"]:
-        log(f"  {'ok  ' if v['met'] else 'MISS'} {v['what']}: {_value(v)} (target {v['target']})")
+        status = "LOAD" if v["under_load"] else "ok  " if v["met"] else "MISS"
+        log(f"  {status} {v['what']}: {_value(v)} (target {v['target']})")
+    if args.update_readme:
+        busy = [name for name, section in data["sections"].items() if under_load(section)]
+        if busy:
+            log(f"README.md NOT updated: section(s) {', '.join(busy)} ran under load (other processes used more "
+                f"than {load.THRESHOLD:.0%} of the CPUs); run them again on a quiet machine: "
+                f"python -m benchmarks --only {','.join(busy)} --update-readme")
+            return 1
+        update_readme(text)
+        log("README.md updated")
     return 0
+
+
+def run_section(name: str, quick: bool) -> dict:
+    """One section, with the machine's load before (a one-second probe) and during it."""
+    before = load.probe(1.0)
+    LOAD_LOG.clear()
+    meter = load.Meter()
+    t = time.perf_counter()
+    section = SECTIONS[name].run(quick, log)
+    section["wall_s"] = time.perf_counter() - t
+    section["load"] = load.judge(before, meter.stop(), list(LOAD_LOG))
+    log(f"{name}: {section['wall_s']:.0f}s; {load.describe(section['load'])}".replace("**", ""))
+    return section
 
 
 if __name__ == "__main__":

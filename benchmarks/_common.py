@@ -13,7 +13,10 @@ import sys
 import time
 from typing import Callable, Dict, List, Optional
 
+from .load import Meter, loadavg  # noqa: F401 (loadavg: re-exported for the sections)
+
 MARK = "@@BENCHMARK-RESULT@@ "
+LOAD_LOG: List[dict] = []  # the machine load around every worker since the section began (see load.py)
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # Every child runs with the environment the keras backend would set itself, so a
@@ -30,20 +33,25 @@ def child_env() -> Dict[str, str]:
     return env
 
 
-def worker(kind: str, timeout: float = 600, **kwargs) -> dict:
-    """Run `benchmarks._worker KIND` in a fresh interpreter; its JSON result (or
-    {"error": ...}). `wall_s` is the child's whole wall time, start-up included."""
-    cmd = [sys.executable, "-m", "benchmarks._worker", kind, json.dumps(kwargs)]
+def worker(kind: str, timeout: float = 600, python: Optional[str] = None, **kwargs) -> dict:
+    """Run `benchmarks._worker KIND` in a fresh interpreter (this one, or `python`:
+    another venv's); its JSON result (or {"error": ...}). `wall_s` is the child's
+    whole wall time, start-up included; `load` the machine's load around it."""
+    cmd = [python or sys.executable, "-m", "benchmarks._worker", kind, json.dumps(kwargs)]
     start = time.perf_counter()
+    meter = Meter()
     try:
         proc = subprocess.run(cmd, cwd=ROOT, env=child_env(), capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
         return {"error": f"{kind} timed out after {timeout:.0f}s"}
     wall = time.perf_counter() - start
+    load = meter.stop()
+    LOAD_LOG.append(dict(load, kind=kind))
     for line in reversed(proc.stdout.splitlines()):
         if line.startswith(MARK):
             result = json.loads(line[len(MARK):])
             result["wall_s"] = wall
+            result["load"] = load
             return result
     tail = (proc.stderr or proc.stdout).strip().splitlines()[-15:]
     return {"error": f"{kind} exited with {proc.returncode}: " + "\n".join(tail)}
@@ -106,8 +114,3 @@ def rss_mb() -> Optional[float]:
     return None
 
 
-def loadavg() -> Optional[List[float]]:
-    try:
-        return [round(v, 2) for v in os.getloadavg()]
-    except OSError:
-        return None

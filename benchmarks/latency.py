@@ -22,6 +22,7 @@ from __future__ import annotations
 import collections
 import importlib.util
 import json
+import subprocess
 from typing import Dict, List, Optional
 
 import numpy as np
@@ -54,10 +55,21 @@ def has_option(model: str, key: str, value) -> bool:
         return False
 
 
+# framework -> the interpreter its worker runs in (`python -m benchmarks --python torch=PATH`); default: this one
+PYTHONS: Dict[str, str] = {}
+
+
 def torchvision_status() -> Optional[str]:
-    """None when torchvision imports beside this torch, else why not."""
-    if importlib.util.find_spec("torchvision") is None:
-        return "torchvision is not installed (none is installable beside torch 2.13.0 here)"
+    """None when torchvision is installed beside the torch the torch worker runs, else why not."""
+    python = PYTHONS.get("torch")
+    if python is None:
+        found = importlib.util.find_spec("torchvision") is not None
+    else:
+        probe = "import importlib.util, sys; sys.exit(importlib.util.find_spec('torchvision') is None)"
+        found = subprocess.run([python, "-c", probe], capture_output=True).returncode == 0
+    if not found:
+        return ("torchvision is not installed beside this torch (none is installable beside torch 2.13.0; "
+                "run the torch rows in a venv that has it: --python torch=PATH)")
     return None  # a broken install is caught by the worker, which reports the import error
 
 
@@ -350,12 +362,13 @@ def run(quick: bool, log) -> dict:
     for framework in SETUP:
         mine = [p for p in pairs if p["framework"] == framework]
         log(f"latency: {framework} ({', '.join(p['pair'] for p in mine)})")
-        result = worker("latency", timeout=900, framework=framework, pairs=mine, **settings)
+        result = worker("latency", timeout=900, python=PYTHONS.get(framework), framework=framework, pairs=mine,
+                        **settings)
         if "error" in result:
             errors.append(result["error"])
             log("  " + result["error"])
             continue
-        versions[framework] = result["versions"]
+        versions[framework] = dict(result["versions"], python=PYTHONS.get(framework, "this interpreter"))
         for row in result["rows"]:
             rows.append(row)
             for batch, cell in row["batches"].items():
@@ -396,6 +409,10 @@ def markdown(section: dict) -> List[str]:
         "*ours* is the native call (framework tensor in, as the zoo model is called); *forward()* is the "
         "backend's `forward` (channels-first numpy in and out). **ratio = ours / zoo** (native vs native; "
         f"target <= {section['target_ratio']}); forward()/zoo next to it.",
+        "",
+        "Each framework's worker ran in: " + "; ".join(
+            f"{f} {v.get(f, '?')} ({v.get('python', 'this interpreter')})"
+            for f, v in section.get("versions", {}).items()) + ".",
         "",
         "| pair | batch | ours ms | forward() ms | zoo ms | ratio | forward()/zoo | status |",
         "|---|---|---|---|---|---|---|---|",

@@ -42,6 +42,7 @@ def run(model: Union[str, S.ModelSpec], backends: Optional[Sequence[str]] = None
         W.save(save_weights, canonical)
     impls = import_backends(result, chosen, say)
     nets = build_and_load(result, spec, impls, canonical, say)
+    del canonical  # every backend holds its own copy now: not kept through the forwards and the localisation
     x = seeded_input(seed, batch, spec.input_shape, dtype)
     outputs = forward_all(result, impls, nets, x, say)
     compare_all(result, outputs)

@@ -59,6 +59,24 @@ def _compared_source(path: str, sources: Dict[str, Optional[str]], compared) -> 
     return source, direct
 
 
+def _memory(array: np.ndarray) -> tuple:
+    interface = array.__array_interface__
+    return interface["data"][0], array.shape, array.strides, array.dtype.str
+
+
+def _compare_once(out: np.ndarray, ref: np.ndarray, rtol: float, atol: float, memo: Dict[tuple, Comparison]):
+    """`compare(out, ref)`, once per pair of memory regions: a node whose capture is
+    the very same memory as another's in both backends (a Sequential and its last
+    child; an Identity and its input) has the same comparison. Nothing writes to
+    the captures while they are compared, so equal memory is equal values."""
+    if not (isinstance(out, np.ndarray) and isinstance(ref, np.ndarray)):
+        return compare(out, ref, rtol, atol)
+    key = _memory(out) + _memory(ref)
+    if key not in memo:
+        memo[key] = compare(out, ref, rtol, atol)
+    return memo[key]
+
+
 def localise(model: S.ModelSpec, ref: Dict[str, np.ndarray], out: Dict[str, np.ndarray],
              rtol: float, atol: float, paths: Optional[Sequence[str]] = None) -> Localisation:
     """Compare the nodes in `paths` (default: every node), in execution order."""
@@ -67,7 +85,9 @@ def localise(model: S.ModelSpec, ref: Dict[str, np.ndarray], out: Dict[str, np.n
     sources = S.input_sources(model.root)
     kinds = {path: type(node).__name__ for path, node in model.walk()}
     upstream = {p: _compared_source(p, sources, compared) for p in paths}
-    nodes = [NodeComparison(p, kinds[p], upstream[p][0], compare(out[p], ref[p], rtol, atol)) for p in paths]
+    memo: Dict[tuple, Comparison] = {}
+    nodes = [NodeComparison(p, kinds[p], upstream[p][0], _compare_once(out[p], ref[p], rtol, atol, memo))
+             for p in paths]
     by_path = {n.path: n for n in nodes}
     first = next((n for n in nodes if not n.comparison.passed), None)
     if first is None:

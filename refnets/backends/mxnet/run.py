@@ -30,12 +30,12 @@ def _forward_capturing(model: nn.HybridBlock, x: mx.nd.NDArray, capture: Sequenc
     model runs imperatively (the same operators) with forward hooks, and is
     hybridized again afterwards."""
     blocks = blocks_at(model, capture)
-    store: Dict[str, np.ndarray] = {}
+    store: Dict[str, object] = {}  # NDArrays, then their numpy copies
 
     def hook_for(path):
         def hook(_block, _inputs, output):
             if path not in store:  # a shared block runs again later: keep its own (first) call
-                store[path] = output.asnumpy()
+                store[path] = output
         return hook
 
     handles = [blocks[p].register_forward_hook(hook_for(p)) for p in capture]
@@ -46,6 +46,15 @@ def _forward_capturing(model: nn.HybridBlock, x: mx.nd.NDArray, capture: Sequenc
         for handle in handles:
             handle.detach()
         model.hybridize()
+    # Read back once the whole forward is queued (an `asnumpy` in each hook would
+    # wait for every operator in turn); each NDArray is dropped as it is copied,
+    # and one that several paths share (a Sequential and its last child) is copied once.
+    copies: Dict[int, np.ndarray] = {}
+    for path in list(store):
+        array = store[path]
+        if id(array) not in copies:  # every NDArray not yet copied is still alive: ids do not repeat
+            copies[id(array)] = array.asnumpy()
+        store[path] = copies[id(array)]
     return out, store
 
 

@@ -11,10 +11,22 @@ from __future__ import annotations
 from ... import rules, shapes
 from ... import spec as S
 from ..base import Converters
+from . import inplace
 from .device import check_device, place
 from .framework import DTYPES, nn
-from .layers import (BiasedVarBatchNorm1d, BiasedVarBatchNorm2d, DivisorAvgPool, Flatten, GlobalAvgPool,
-                     PaddedConv2d, PaddedMaxPool, SharedLayer, SpecParallel, SpecSequential, symmetric)
+from .layers import (
+    BiasedVarBatchNorm1d,
+    BiasedVarBatchNorm2d,
+    DivisorAvgPool,
+    Flatten,
+    GlobalAvgPool,
+    PaddedConv2d,
+    PaddedMaxPool,
+    SharedLayer,
+    SpecParallel,
+    SpecSequential,
+    symmetric,
+)
 
 CONVERTERS = Converters("torch")
 
@@ -105,6 +117,8 @@ def _identity(node, info, dtype) -> nn.Module:
 
 @CONVERTERS.register(S.Shared)
 def _shared(node: S.Shared, info, dtype, target: nn.Module) -> nn.Module:
+    if getattr(target, "inplace", False):  # its second use may read a tensor others share
+        target.inplace = False
     return SharedLayer(target)
 
 
@@ -112,19 +126,26 @@ def _module(node: S.Node, path: str, infos, dtype, built) -> nn.Module:
     """The module of `node` at `path`; `built` (path -> module, filled in execution
     order) gives a Shared node's converter its target's module."""
     if isinstance(node, (S.Sequential, S.Parallel)):
-        kids = {}
+        kids, previous = {}, None
         for index, child in enumerate(S.children_of(node)):
             segment = S.child_segment(child, index)
             kids[segment] = _module(child, S.join(path, segment), infos, dtype, built)
+            if isinstance(node, S.Sequential) and _is_relu(child) and inplace.relu_in_place(previous):
+                kids[segment].inplace = True
+            previous = child
         if isinstance(node, S.Sequential):
             seq = SpecSequential()
             for segment, module in kids.items():
                 seq.add_module(segment, module)
             return seq
-        return SpecParallel(kids, node.merge)
+        return SpecParallel(kids, node.merge, inplace=inplace.accumulator(node))
     extra = {"target": built[node.target]} if isinstance(node, S.Shared) else {}
     built[path] = CONVERTERS.convert(node, infos[path], dtype, **extra)
     return built[path]
+
+
+def _is_relu(node: S.Node) -> bool:
+    return isinstance(node, S.Activation) and node.kind == "relu"
 
 
 def build(model: S.ModelSpec, dtype: str = "float32", device: str = "cpu", tf32: bool = False) -> nn.Module:
@@ -136,6 +157,7 @@ def build(model: S.ModelSpec, dtype: str = "float32", device: str = "cpu", tf32:
     net = _module(model.root, "", infos, torch_dtype, {}).to(torch_dtype).eval()
     net.refnets_spec = model
     net.refnets_dtype = torch_dtype  # also for models without parameters
+    net.refnets_inplace = inplace.switchable(net)  # turned off while capturing
     return place(net, target, tf32)
 
 

@@ -97,16 +97,25 @@ class SpecSequential(nn.Sequential):
 
 
 class SpecParallel(nn.Module):
-    def __init__(self, branches: Dict[str, nn.Module], merge: str):
+    """The branches on the same input, added (in the branches' order) or
+    concatenated. `inplace`: the sum accumulates into the first branch's output
+    (a fresh tensor only this add reads, see `inplace.py`) when autograd is off."""
+
+    def __init__(self, branches: Dict[str, nn.Module], merge: str, inplace: bool = False):
         super().__init__()
         for name, module in branches.items():
             self.add_module(name, module)
         self.merge = merge
+        self.inplace = inplace
 
     def forward(self, x):
         outs = [branch(x) for branch in self.children()]
         if self.merge == "add":
             total = outs[0]
+            if self.inplace and not torch.is_grad_enabled():
+                for out in outs[1:]:
+                    total.add_(out)
+                return total
             for out in outs[1:]:
                 total = total + out
             return total

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from typing import Dict, Sequence, Tuple
 
 import numpy as np
@@ -10,6 +11,7 @@ import torch
 from ..base import Gradients, heavy_ball_momentum
 from .device import precision
 from .framework import F, ensure_threads, nn
+from .inplace import out_of_place
 
 
 def _capture_hooks(model: nn.Module, capture: Sequence[str], store: Dict[str, np.ndarray]):
@@ -21,7 +23,9 @@ def _capture_hooks(model: nn.Module, capture: Sequence[str], store: Dict[str, np
     def hook_for(path):
         def hook(_module, _inputs, output):
             if path not in store:  # a shared module runs again later: keep its own (first) call
-                store[path] = output.detach().cpu().numpy().copy()
+                # No copy: the capturing forward runs out of place (`inplace.out_of_place`),
+                # so nothing overwrites this tensor afterwards.
+                store[path] = output.detach().cpu().numpy()
         return hook
 
     return [modules[p].register_forward_hook(hook_for(p)) for p in capture]
@@ -48,7 +52,8 @@ def forward(model: nn.Module, x: np.ndarray, capture: Sequence[str] = (),
     saved = [b.clone() for b in buffers] if train else []
     try:
         model.train(train)
-        with precision(model), torch.no_grad() if train else torch.inference_mode():
+        with precision(model), torch.no_grad() if train else torch.inference_mode(), \
+                out_of_place(model) if capture else nullcontext():
             out = model(_tensor(model, x))
     finally:
         model.eval()
