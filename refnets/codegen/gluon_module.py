@@ -29,13 +29,15 @@ PHRASES = {
     "conv_asym": "padding that differs per side is an explicit zero pad before an unpadded conv "
                  "(PaddedConv2D)",
     "conv_same": "'same' (TensorFlow's rule) is resolved for the spec's input size when the source is "
-                 "generated: a hybridized Gluon graph cannot work it out per input",
+                 "generated: a hybridized Gluon graph cannot work it out per input, so the model is for that "
+                 "input size only",
     "zeropad": "A ZeroPad layer (ZeroPad2D) pads with zeros, which can win a max pool; a pool's own "
                "padding is -inf for a max pool and never wins.",
     "pool": "Pools: nn.MaxPool2D / nn.AvgPool2D with their own padding where they can take it "
             "(symmetric, at most half the window, floor mode), else PaddedPool2D.",
     "ceil": "ceil_mode=True follows PyTorch (a window that would start in the bottom / right padding is "
-            "dropped), not MXNet's 'full' convention: the overhang is resolved for the spec's input size.",
+            "dropped), not MXNet's 'full' convention: the overhang is resolved for the spec's input size, "
+            "so the model is for that input size only.",
     "divisor": "Average pools divide by PyTorch's rule: with count_include_pad the padding is counted "
                "(not the ceil-mode overhang), without it only input cells.",
     "flatten": "Flatten (nn.Flatten on N, C, H, W) gives features in C, H, W order, the canonical dense "
@@ -97,7 +99,7 @@ class GluonEmitter(TorchEmitter):
         src.docstring(self.module_doc(), 0)
         src.blank()
         src.add("\n".join(["import json", "", "import mxnet as mx", "import numpy as np",
-                           "from mxnet.gluon import nn"]))
+                           "from mxnet import gluon", "from mxnet.gluon import nn"]))
         src.blank(2)
         for name in gluon_helpers.ORDER:
             if name in wanted:
