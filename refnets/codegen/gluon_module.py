@@ -43,6 +43,9 @@ PHRASES = {
     "flatten": "Flatten (nn.Flatten on N, C, H, W) gives features in C, H, W order, the canonical dense "
                "layout.",
     "gap": "Global average pooling is the mean over height and width.",
+    "adaptive": "Adaptive average pooling is MXNet's contrib AdaptiveAvgPooling2D, whose windows are "
+                "PyTorch's: output cell i of n over a size-L axis averages "
+                "cells floor(i * L / n) to ceil((i + 1) * L / n) - 1.",
     "softmax": "Softmax is over the channel axis (axis=1).",
     "shared": "A layer applied twice is one block called twice: its weights appear once, under its first "
               "name.",
@@ -70,9 +73,10 @@ class GluonEmitter(TorchEmitter):
     def module_doc(self) -> str:
         text = notes.module_doc(self.plan, "MXNet Gluon", PHRASES, USAGE, self.origin)
         if any(isinstance(n, S.BatchNorm) and n.unbiased_running_var for _, n in self.plan.spec.walk()):
-            text += ("\n- In training, Gluon's BatchNorm updates running_var with the biased batch variance; "
-                     "the spec (PyTorch's rule) uses the unbiased one: the running statistics of a training "
-                     "run differ (inference does not).")
+            text += ("\n- In training, Gluon's BatchNorm updates running_var with the biased batch variance "
+                     "(MXNet 1.9.1 updates the running statistics when backward runs); the spec (PyTorch's "
+                     "rule) uses the unbiased one: the running statistics of a training run differ "
+                     "(inference does not).")
         return text
 
     def generate(self) -> str:

@@ -144,3 +144,21 @@ def _table(names) -> None:
 
 if __name__ == "__main__":
     _table(sys.argv[1:] or refnets.list_models())
+
+
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+def test_the_docstring_lists_the_framework_sensitive_choices_of_these_models(framework):
+    """Generation only (no framework): each choice the model makes has its bullet."""
+    from refnets.codegen import generate
+
+    expected = {"alexnet": ["Conv padding", "Strides sit on", "Pools:", "Flatten", "Adaptive average pooling"],
+                "vgg16": ["Conv padding", "Strides sit on", "Pools:", "Flatten", "Adaptive average pooling"],
+                "resnet152": ["BatchNorm eps 1e-05", "Conv padding", "Strides sit on", "Global average pooling"],
+                "resnet152v2": ["BatchNorm eps", "Conv padding", "Strides sit on", "Global average pooling"]}
+    for name, bullets in expected.items():
+        doc = generate(refnets.get_spec(name), framework).split("Framework-sensitive choices:")[1].split('"""')[0]
+        found = [line[2:] for line in doc.splitlines() if line.startswith("- ")]
+        for bullet in bullets:
+            assert any(line.startswith(bullet) for line in found), (name, bullet, found)
+        if framework != "torch" and name.startswith("resnet"):
+            assert "biased batch variance" in " ".join(doc.split()), (name, doc)
