@@ -25,7 +25,7 @@ def generate(spec: S.ModelSpec, framework: str, origin: Optional[str] = None) ->
     """The source of a module that builds `spec` in `framework` (torch, keras, mxnet).
     `origin`: the MODEL argument it came from, for the docstring's command line
     (default: the spec's name)."""
-    plan = make_plan(spec)
+    plan = make_plan(spec, inline_shared_targets=framework == "keras")
     if framework == "torch":
         from .torch_module import generate as emit
     elif framework == "keras":

@@ -82,12 +82,12 @@ def class_name(members: List[str], node: S.Node, taken: set) -> str:
 
 
 class Analyser:
-    def __init__(self, spec: S.ModelSpec):
+    def __init__(self, spec: S.ModelSpec, inline_shared_targets: bool = False):
         self.spec = spec
         self.infos = shapes.infer(spec)
         self.nodes = dict(preorder(spec.root))
         self.sources = S.input_sources(spec.root)
-        self.sigs, self.groups, chosen, self.stages = decide_classes(spec, self.infos)
+        self.sigs, self.groups, chosen, self.stages = decide_classes(spec, self.infos, inline_shared_targets)
         self.class_at: Dict[str, ClassPlan] = {}
         self.classes: List[ClassPlan] = []
         self.taken = set()
@@ -193,8 +193,9 @@ class Analyser:
         cls.values["num_classes"] = [wanted]
 
 
-def make_plan(spec: S.ModelSpec) -> Plan:
-    analyser = Analyser(spec)
+def make_plan(spec: S.ModelSpec, inline_shared_targets: bool = False) -> Plan:
+    """The plan of `spec`'s source; `inline_shared_targets`: see `plan.decide_classes`."""
+    analyser = Analyser(spec, inline_shared_targets)
     root = analyser.class_at[""]
     defaults = {p: root.values[p][0] for p in root.params}
     return Plan(spec=spec, infos=analyser.infos, nodes=analyser.nodes, classes=analyser.classes,

@@ -218,8 +218,9 @@ class FunctionWriter:
         rel = self.t.rel(node.target)
         var = self.layer_vars.get(rel)
         if var is None:
-            raise ValueError(f"Keras code generation: {path!r} calls {node.target!r} again, which is "
-                                      f"built in another block's function")
+            raise ValueError(f"Keras code generation: {path!r} calls {node.target!r} again before the "
+                             f"builder has created that layer (a block holding a shared layer is written "
+                             f"inline, but the layer must come first in the walk)")
         target = self.emitter.plan.nodes[node.target]
         if isinstance(target, S.Conv2d):
             x = self.conv_pad(target, node.target, path, x, out)

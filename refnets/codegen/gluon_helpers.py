@@ -22,32 +22,33 @@ def pair(value):
 # --- Blocks
 class Blocks(nn.HybridBlock):
     """Child blocks registered under the spec's names (nn.HybridSequential numbers
-    them 0, 1, 2, ...): run in order when called, reached by name or position.
+    them 0, 1, 2, ...): attributes of those names, run in order when called,
+    reached by name or position.
     """
 
     def __init__(self, *blocks):
         super().__init__()
+        self.names = []
         for block in blocks:
-            self.add(str(len(self._children)), block)
+            self.add(str(len(self.names)), block)
 
     def add(self, name, block):
-        self.register_child(block, name)
+        setattr(self, name, block)
+        self.names.append(name)
         return block
 
     def __setitem__(self, name, block):
         self.add(name, block)
 
     def __getitem__(self, key):
-        if isinstance(key, int):
-            return list(self._children.values())[key]
-        return self._children[key]
+        return getattr(self, self.names[key] if isinstance(key, int) else key)
 
     def __len__(self):
-        return len(self._children)
+        return len(self.names)
 
     def hybrid_forward(self, F, x):
-        for block in self._children.values():
-            x = block(x)
+        for name in self.names:
+            x = getattr(self, name)(x)
         return x
 
 
@@ -200,17 +201,30 @@ def read_safetensors(path):
     return arrays
 
 
-def canonical_params(model):
-    """Canonical name -> Gluon parameter: the structural names Gluon saves under
-    (save_parameters), with BatchNorm's gamma and beta as weight and bias. The fixed
-    gamma and beta (grad_req "null") of a BatchNorm without scale and center are no
-    weights.
+def structural_params(block, path=""):
+    """(name, parameter) pairs of `block` and the blocks under it, named as
+    save_parameters names them: the path of attribute names down to the block, then
+    the parameter's role (its name after the block's prefix).
     """
-    params = {}
-    for name, param in model._collect_params_with_prefix().items():
+    for param in block.params.values():
+        yield path + param.name[len(block.prefix) :], param
+    for name, child in vars(block).items():
+        if isinstance(child, gluon.Block):
+            yield from structural_params(child, f"{path}{name}.")
+
+
+def canonical_params(model):
+    """Canonical name -> Gluon parameter: the structural names, with BatchNorm's
+    gamma and beta as weight and bias (a block called twice has its parameters
+    once, under its first name). The fixed gamma and beta (grad_req "null") of a
+    BatchNorm without scale and center are no weights.
+    """
+    params, seen = {}, set()
+    for name, param in structural_params(model):
         prefix, _, role = name.rpartition(".")
-        if role in CANONICAL and param.grad_req == "null":
+        if id(param) in seen or (role in CANONICAL and param.grad_req == "null"):
             continue
+        seen.add(id(param))
         params[f"{prefix}.{CANONICAL.get(role, role)}"] = param
     return params
 

@@ -29,18 +29,23 @@ PHRASES = {
     "conv_asym": "padding that differs per side is an explicit zero pad before an unpadded conv "
                  "(PaddedConv2D)",
     "conv_same": "'same' (TensorFlow's rule) is resolved for the spec's input size when the source is "
-                 "generated: a hybridized Gluon graph cannot work it out per input",
+                 "generated: a hybridized Gluon graph cannot work it out per input, so the model is for that "
+                 "input size only",
     "zeropad": "A ZeroPad layer (ZeroPad2D) pads with zeros, which can win a max pool; a pool's own "
                "padding is -inf for a max pool and never wins.",
     "pool": "Pools: nn.MaxPool2D / nn.AvgPool2D with their own padding where they can take it "
             "(symmetric, at most half the window, floor mode), else PaddedPool2D.",
     "ceil": "ceil_mode=True follows PyTorch (a window that would start in the bottom / right padding is "
-            "dropped), not MXNet's 'full' convention: the overhang is resolved for the spec's input size.",
+            "dropped), not MXNet's 'full' convention: the overhang is resolved for the spec's input size, "
+            "so the model is for that input size only.",
     "divisor": "Average pools divide by PyTorch's rule: with count_include_pad the padding is counted "
                "(not the ceil-mode overhang), without it only input cells.",
     "flatten": "Flatten (nn.Flatten on N, C, H, W) gives features in C, H, W order, the canonical dense "
                "layout.",
     "gap": "Global average pooling is the mean over height and width.",
+    "adaptive": "Adaptive average pooling is MXNet's contrib AdaptiveAvgPooling2D, whose windows are "
+                "PyTorch's: output cell i of n over a size-L axis averages "
+                "cells floor(i * L / n) to ceil((i + 1) * L / n) - 1.",
     "softmax": "Softmax is over the channel axis (axis=1).",
     "shared": "A layer applied twice is one block called twice: its weights appear once, under its first "
               "name.",
@@ -68,9 +73,10 @@ class GluonEmitter(TorchEmitter):
     def module_doc(self) -> str:
         text = notes.module_doc(self.plan, "MXNet Gluon", PHRASES, USAGE, self.origin)
         if any(isinstance(n, S.BatchNorm) and n.unbiased_running_var for _, n in self.plan.spec.walk()):
-            text += ("\n- In training, Gluon's BatchNorm updates running_var with the biased batch variance; "
-                     "the spec (PyTorch's rule) uses the unbiased one: the running statistics of a training "
-                     "run differ (inference does not).")
+            text += ("\n- In training, Gluon's BatchNorm updates running_var with the biased batch variance "
+                     "(MXNet 1.9.1 updates the running statistics when backward runs); the spec (PyTorch's "
+                     "rule) uses the unbiased one: the running statistics of a training run differ "
+                     "(inference does not).")
         return text
 
     def generate(self) -> str:
@@ -97,7 +103,7 @@ class GluonEmitter(TorchEmitter):
         src.docstring(self.module_doc(), 0)
         src.blank()
         src.add("\n".join(["import json", "", "import mxnet as mx", "import numpy as np",
-                           "from mxnet.gluon import nn"]))
+                           "from mxnet import gluon", "from mxnet.gluon import nn"]))
         src.blank(2)
         for name in gluon_helpers.ORDER:
             if name in wanted:

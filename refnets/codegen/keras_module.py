@@ -49,6 +49,9 @@ PHRASES = {
                "a Flatten feeds (FLATTENED). Where a Flatten feeds anything else, a Permute to "
                "channels-first comes first.",
     "gap": "Global average pooling is the mean over height and width (GlobalAveragePooling2D).",
+    "adaptive": "Adaptive average pooling (AdaptiveAveragePooling2D, defined here; Keras has none) takes "
+                "PyTorch's windows: output cell i of n over a size-L axis averages "
+                "cells floor(i * L / n) to ceil((i + 1) * L / n) - 1.",
     "softmax": "Softmax is over the channel axis (the last one, channels-last).",
     "shared": "A layer applied twice is one layer object called twice: its weights appear once, under its "
               "first name.",

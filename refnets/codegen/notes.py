@@ -1,6 +1,6 @@
 """The framework-sensitive choices of a model, as docstring bullets: BatchNorm eps
 and momentum, the padding rules, where the strides sit, zero pad versus pool
-padding, ceil mode and the average-pool divisor, flatten order, softmax.
+padding, ceil mode and the average-pool divisor, flatten order, adaptive pool windows, softmax.
 Facts come from the spec; `phrases` words them for one framework.
 
 This module imports no framework.
@@ -70,6 +70,8 @@ def facts(plan: Plan, phrases: Dict[str, str]) -> List[str]:
         bullets.append(phrases["flatten"])
     if any(isinstance(n, S.GlobalAvgPool) for n in nodes):
         bullets.append(phrases["gap"])
+    if any(isinstance(n, S.AdaptiveAvgPool) for n in nodes):
+        bullets.append(phrases["adaptive"])
     if any(isinstance(n, S.Activation) and n.kind == "softmax" for n in nodes):
         bullets.append(phrases["softmax"])
     if any(isinstance(n, S.Shared) for n in nodes):

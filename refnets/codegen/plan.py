@@ -118,17 +118,31 @@ def _external_shared(node: S.Node, path: str) -> bool:
                for _, n in preorder(node, path))
 
 
-def decide_classes(spec: S.ModelSpec, infos) -> Tuple[Dict[str, tuple], Dict[tuple, List[str]], set, set]:
-    """(signature per container, members per signature, class member paths, stage paths)."""
+def _targets_of_outside_shared(spec: S.ModelSpec, containers) -> set:
+    """Container paths holding a layer that a Shared node outside them calls again."""
+    shared = [(p, n.target) for p, n in preorder(spec.root) if isinstance(n, S.Shared)]
+    return {c for c, _ in containers if c and any(t.startswith(c + ".") and not (p == c or p.startswith(c + "."))
+                                                  for p, t in shared)}
+
+
+def decide_classes(spec: S.ModelSpec, infos, inline_shared_targets: bool = False
+                   ) -> Tuple[Dict[str, tuple], Dict[tuple, List[str]], set, set]:
+    """(signature per container, members per signature, class member paths, stage paths).
+    `inline_shared_targets`: a container holding a layer that a Shared node outside
+    it calls again is written inline, not as a class instance (Keras: its builder
+    function would create the layer where the other call cannot reach it)."""
     containers = [(p, n) for p, n in preorder(spec.root) if isinstance(n, S.CONTAINERS)]
+    held = _targets_of_outside_shared(spec, containers) if inline_shared_targets else set()
     sigs = {p: signature(n, p, p, infos) for p, n in containers}
     groups: Dict[tuple, List[str]] = {}
     for p, _ in containers:
-        groups.setdefault(sigs[p], []).append(p)
+        groups.setdefault(sigs[p], [])
+        if p not in held:
+            groups[sigs[p]].append(p)
     nodes = dict(containers)
 
     def repeated(p):
-        return p in sigs and len(groups[sigs[p]]) >= 2 and not _external_shared(nodes[p], p)
+        return p in sigs and p not in held and len(groups[sigs[p]]) >= 2 and not _external_shared(nodes[p], p)
 
     stages = {p for p, n in containers if p and isinstance(n, S.Sequential) and len(n.children) >= 2
               and all(repeated(S.join(p, S.child_segment(c, i))) for i, c in enumerate(n.children))

@@ -34,6 +34,9 @@ PHRASES = {
     "flatten": "Flatten is torch.flatten(x, 1) on N, C, H, W: features in C, H, W order, the "
                "canonical dense layout.",
     "gap": "Global average pooling is the mean over height and width.",
+    "adaptive": "Adaptive average pooling is nn.AdaptiveAvgPool2d, PyTorch's windows: output cell i of n "
+                "over a size-L axis averages "
+                "cells floor(i * L / n) to ceil((i + 1) * L / n) - 1.",
     "softmax": "Softmax is over the channel axis (dim=1).",
     "shared": "A layer applied twice is one module called twice: its weights appear once, under its "
               "first name.",

@@ -111,6 +111,14 @@ def test_generated_source_imports_only_mxnet_numpy_and_the_standard_library():
         assert imported <= allowed, imported
 
 
+def test_generated_source_uses_only_public_gluon_api():
+    """No protected attribute or method (`x._name`): parameters are found through
+    block.params, block.prefix and child blocks held as attributes."""
+    for name in ("resnet50v2", "googlenet", "densenet121", "lenet"):
+        source = generate(refnets.get_spec(name), "mxnet")
+        assert not re.findall(r"\._(?!_)\w+", source), (name, re.findall(r"\._(?!_)\w+", source))
+
+
 def test_blocks_are_classes_and_stages_are_tables():
     for short, deep in (("resnet50", "resnet152"), ("resnet50v2", "resnet152v2")):
         a, b = (generate(refnets.get_spec(n), "mxnet") for n in (short, deep))

@@ -184,14 +184,26 @@ def test_the_code_command_writes_the_module(tmp_path, capsys):
     assert capsys.readouterr().out.startswith('"""lenet in Keras')
 
 
-def test_a_layer_shared_across_block_functions_is_refused_clearly():
-    """Keras's builder functions create their layers inside: a Shared node calling
-    a layer built in another block's function has no layer object to call, so
-    generation stops with a message naming both (torch and Gluon reach the module)."""
+def _reuse_spec():
     def block(name):
         return S.Sequential(name=name, children=(S.Conv2d(name="conv", out_channels=4, kernel=(3, 3),
                                                           padding=(1, 1, 1, 1)), S.Activation(name="act")))
-    spec = S.ModelSpec(name="reuse", input_shape=(4, 8, 8), root=S.Sequential(children=(
-        block("b1"), block("b2"), S.Shared(name="again", target="b1.conv"))))
-    with pytest.raises(ValueError, match=r"'again' calls 'b1\.conv' again, which is built in another block"):
-        generate(spec, "keras")
+    return S.ModelSpec(name="reuse", input_shape=(4, 8, 8), root=S.Sequential(children=(
+        block("b1"), block("b2"), block("b3"), S.Shared(name="again", target="b1.conv"))))
+
+
+def test_a_layer_shared_across_blocks_is_one_layer_object_called_twice(tmp_path):
+    """The block holding the shared layer is written inline in the builder (its
+    function would create the layer where the other call cannot reach it), the
+    others stay block calls; the layer object is called twice, its weights once."""
+    spec = _reuse_spec()
+    source = generate(spec, "keras")
+    assert "conv_layer = layers.Conv2D(" in source and "x = conv_layer(x)" in source
+    assert 'name="b2")' in source and 'name="b3")' in source  # the other blocks are calls of one function
+    _check(spec, tmp_path)
+    keras = _keras()
+    module, _ = write_module(spec, "keras", tmp_path)
+    with keras.StatelessScope():
+        model = module.build()
+    assert sorted(module.parameter_slots(model)) == ["b1.conv.bias", "b1.conv.weight", "b2.conv.bias",
+                                                     "b2.conv.weight", "b3.conv.bias", "b3.conv.weight"]

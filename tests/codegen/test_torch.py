@@ -38,6 +38,9 @@ VOCABULARY = {**CASES, "BatchNorm-biased": BIASED_BN}
 def _run_generated(module, weights_path, x, double=False):
     import torch
 
+    from refnets.backends.torch.framework import ensure_threads
+
+    ensure_threads()  # our backend's thread count (MXNet's import leaves torch one): see test_zoo_numeric
     model = module.build()
     model = module.load_canonical(model.double() if double else model, weights_path)
     with torch.no_grad():

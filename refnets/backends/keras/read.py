@@ -90,14 +90,38 @@ def _same_padding(size: int, kernel: int, stride: int, dilation: int) -> Tuple[i
     return total // 2, total - total // 2
 
 
-def _conv_padding(layer) -> Tuple[int, int, int, int]:
+def _spatial(shape, data_format: str) -> Tuple[Optional[int], Optional[int]]:
+    return (shape[1], shape[2]) if data_format == "channels_last" else (shape[2], shape[3])
+
+
+def _conv_padding(layer, size: Optional[Tuple[int, int]] = None) -> Tuple[int, int, int, int]:
+    """Per-side padding of a conv. TensorFlow's 'same' depends on the input size
+    only where the stride is not 1: a free size (None) needs `size`, the input
+    size of this call (see `_input_sizes`)."""
     if layer.padding == "valid":
         return (0, 0, 0, 0)
-    shape = layer.input.shape
-    h, w = (shape[1], shape[2]) if layer.data_format == "channels_last" else (shape[2], shape[3])
-    top, bottom = _same_padding(h, layer.kernel_size[0], layer.strides[0], layer.dilation_rate[0])
-    left, right = _same_padding(w, layer.kernel_size[1], layer.strides[1], layer.dilation_rate[1])
-    return (top, bottom, left, right)
+    h, w = size or _spatial(layer.input.shape, layer.data_format)
+    sides = []
+    for extent, k, s, d in zip((h, w), layer.kernel_size, layer.strides, layer.dilation_rate):
+        if extent is None and s != 1:
+            raise PortModelError(f"layer '{layer.name}' pads 'same' with stride {s} on an input of free size: "
+                                 f"its padding depends on the input size, which was not given")
+        sides += _same_padding(extent if extent is not None else k, k, s, d)
+    return tuple(sides)
+
+
+def _input_sizes(model, x: Optional[np.ndarray]) -> Dict[str, Tuple[int, int]]:
+    """Conv name -> (height, width) of its input on `x`, for the 'same' convs whose
+    input size the model leaves free (Keras works them out symbolically)."""
+    free = [l for l in _layers(model) if _kind(l) == "conv" and l.padding == "same"
+            and None in _spatial(l.input.shape, l.data_format)]
+    if x is None or not free:
+        return {}
+    probe = keras.Model(model.inputs, [l.input for l in free])
+    shape = _native(x, _channels_last(model)).shape
+    found = probe.compute_output_spec(keras.KerasTensor(shape, dtype=model.inputs[0].dtype))
+    found = found if isinstance(found, (list, tuple)) else [found]
+    return {l.name: _spatial(t.shape, l.data_format) for l, t in zip(free, found)}
 
 
 def _flattened_hwc(layer) -> Optional[Tuple[int, int, int]]:
@@ -151,7 +175,9 @@ def _inputs(layer) -> Optional[Tuple[str, ...]]:
     return tuple(names) or ("<input>",)
 
 
-def describe(layer) -> NativeLayer:
+def describe(layer, size: Optional[Tuple[int, int]] = None) -> NativeLayer:
+    """The layer for the port check; `size`: its input's (height, width) on this
+    run's input, where the model leaves it free."""
     kind = _kind(layer)
     if len(layer._inbound_nodes) > 1:
         raise PortModelError(f"layer '{layer.name}' is called more than once; shared weights cannot be mapped "
@@ -161,7 +187,7 @@ def describe(layer) -> NativeLayer:
                            other_params={v.path: tuple(v.shape) for v in layer.weights})
     config: Dict[str, object] = {}
     if kind == "conv":
-        config = {"stride": tuple(layer.strides), "padding": _conv_padding(layer),
+        config = {"stride": tuple(layer.strides), "padding": _conv_padding(layer, size),
                   "dilation": tuple(layer.dilation_rate), "groups": layer.groups,
                   "data_format": layer.data_format}
     if kind == "batchnorm":
@@ -181,7 +207,8 @@ def layers(model, x: Optional[np.ndarray] = None) -> List[NativeLayer]:
             raise PortModelError(f"layer '{layer.name}' is a nested model; pass a flat functional model")
     if x is not None:
         _check_input(model, x, _channels_last(model))
-    return [describe(layer) for layer in _layers(model) if layer.weights]
+    sizes = _input_sizes(model, x)
+    return [describe(layer, sizes.get(layer.name)) for layer in _layers(model) if layer.weights]
 
 
 def unused(model, called: Sequence[str]) -> List[str]:
@@ -189,7 +216,13 @@ def unused(model, called: Sequence[str]) -> List[str]:
 
 
 def set_params(model, assignment: Dict[str, Dict[str, np.ndarray]]) -> None:
-    native.assign({name: describe(model.get_layer(name)) for name in assignment}, assignment)
+    native.assign({name: _parameters(model.get_layer(name)) for name in assignment}, assignment)
+
+
+def _parameters(layer) -> NativeLayer:
+    """The layer's parameter slots only (its configuration may need the input size)."""
+    kind = _kind(layer)
+    return NativeLayer(layer.name, kind, type(layer).__name__, _slots(layer, kind) if kind != "other" else {})
 
 
 def _check_input(model, x: np.ndarray, channels_last: bool) -> None:
