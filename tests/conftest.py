@@ -25,6 +25,11 @@ SMALL_INPUTS = {
 
 TOLERANCE = {"float32": 1e-5, "float64": 1e-10}
 
+# Zoo models that only add depth to one the default set runs (vgg11/vgg16, resnet50,
+# resnet50v2): same node types, same code paths, many more seconds. Their whole-model
+# runs are in the slow set (pytest -m slow); torchvision's names include the _bn twins.
+DEEPER_ONLY = {"vgg13", "vgg19", "resnet101", "resnet152", "resnet101v2", "resnet152v2", "vgg13_bn", "vgg19_bn"}
+
 
 def backend_params(names=None):
     """pytest params for backends, skipped cleanly where the framework is missing."""

@@ -6,7 +6,7 @@ import importlib.util
 
 import numpy as np
 import pytest
-from conftest import TOLERANCE, relative_error, seeded_input
+from conftest import DEEPER_ONLY, TOLERANCE, relative_error, seeded_input
 
 import refnets
 from refnets import shapes
@@ -312,7 +312,8 @@ def zoo_cases():
         for dtype in ("float32", "float64"):
             if dtype == "float64" and name in BIG:
                 continue
-            yield pytest.param(name, dtype, id=f"{name}-{dtype}", marks=needs_torch)
+            marks = [needs_torch] + ([pytest.mark.slow] if name in DEEPER_ONLY else [])
+            yield pytest.param(name, dtype, id=f"{name}-{dtype}", marks=marks)
 
 
 def torch_twin(model, dtype, weights):

@@ -16,7 +16,7 @@ import pytest
 from parity.cli import main
 from refnets import zoo_import as Z
 
-from conftest import INSTALLED, TOLERANCE
+from conftest import DEEPER_ONLY, INSTALLED, TOLERANCE
 
 HAS_TORCHVISION = importlib.util.find_spec("torchvision") is not None
 needs_torchvision = pytest.mark.skipif(not HAS_TORCHVISION, reason="torchvision is not installed")
@@ -39,7 +39,8 @@ def backend_for(index):
 
 
 def cases():
-    return [pytest.param(entry.native, backend_for(i), dtype, id=f"{entry.native}-{dtype}")
+    return [pytest.param(entry.native, backend_for(i), dtype, id=f"{entry.native}-{dtype}",
+                         marks=[pytest.mark.slow] if entry.native in DEEPER_ONLY else [])
             for i, entry in enumerate(ENTRIES) for dtype in ("float32", "float64")]
 
 
