@@ -20,6 +20,7 @@ from refnets import backends as B
 
 from ..engine.config import ParityUsageError, check_backends, resolve_backends, resolve_model
 from ..outputs import check_output_path, write_atomic
+from ..engine.preflight import check_batch_flag
 from . import bench as bench_mod
 from . import fit as fit_mod
 
@@ -36,9 +37,7 @@ def batch_sizes(text: str):
         sizes = tuple(int(part) for part in text.split(","))
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r}: a batch size, or with --bench several: 1,16") from None
-    if any(size < 1 for size in sizes):
-        raise argparse.ArgumentTypeError(f"{text!r}: batch sizes are at least 1")
-    return sizes[0] if len(sizes) == 1 else sizes
+    return sizes[0] if len(sizes) == 1 else sizes  # sizes < 1: refused in one line by the run's checks
 
 
 class NotGiven(str):
@@ -100,6 +99,7 @@ def _check(args) -> None:
         raise ParityUsageError(f"{', '.join(used)} does not apply to --{'bench' if args.bench else 'fit'}")
     if args.fit and isinstance(args.batch, tuple):
         raise ParityUsageError("--fit trains with one batch size")
+    check_batch_flag(args.batch)
     for flag, value in (("--repeats", args.repeats), ("--threads", args.threads), ("--epochs", args.epochs),
                         ("--limit", 1 if args.limit is None else args.limit)):
         if value < 1:

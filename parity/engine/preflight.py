@@ -31,13 +31,20 @@ def _finite(value, flag: str, low: float, low_ok: bool, high: Optional[float] = 
         raise ParityUsageError(f"{text} {bounds}, got {value!r}")
 
 
+def check_batch_flag(batch) -> None:
+    """--batch: None (the mode's default), one size, or --bench's several."""
+    sizes = () if batch is None else batch if isinstance(batch, tuple) else (batch,)
+    if any(size < 1 for size in sizes):
+        shown = ",".join(map(str, sizes))
+        raise ParityUsageError(f"--batch must be at least 1, got {shown}")
+
+
 def check_numbers(args) -> None:
     """The numeric flags of `python -m parity` (tolerances, batch, seed, learning
     rate, momentum, steps, worker timeout): each in its range, never NaN or inf."""
     _finite(args.rtol, "--rtol", 0, True)
     _finite(args.atol, "--atol", 0, True)
-    if args.batch is not None and args.batch < 1:
-        raise ParityUsageError(f"--batch must be at least 1, got {args.batch}")
+    check_batch_flag(args.batch)
     if args.seed < 0:
         raise ParityUsageError(f"--seed must be >= 0 (a numpy seed), got {args.seed}")
     if args.train_steps is not None and args.train_steps < 1:

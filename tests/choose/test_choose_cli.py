@@ -80,3 +80,11 @@ def test_fit_takes_the_models_measured_rate_unless_given():
     assert fit.default_lr("lenet") == fit.MODEL_LR["lenet"] != fit.DEFAULT_LR
     assert fit.default_lr("resnet18") == fit.DEFAULT_LR
     assert fit.default_lr("lenet.json") == fit.DEFAULT_LR  # a spec file is not the zoo's lenet
+
+
+def test_a_batch_size_below_one_is_one_line_with_bench_too(capsys):
+    from parity.cli import main
+
+    assert main(["lenet", "--bench", "--batch", "1,0", "--backends", "numpy,torch"]) == 2
+    err = capsys.readouterr().err
+    assert "--batch must be at least 1, got 1,0" in err and len(err.strip().splitlines()) == 1
