@@ -10,13 +10,11 @@ from __future__ import annotations
 
 from typing import Dict
 
-from .torch_helpers import sections as split_sections
+from .shared_source import fill, split_sections
 
-SOURCE = r'''
+SOURCE = fill(r'''
 # --- pair
-def pair(value):
-    """An int or a pair as a pair."""
-    return (value, value) if isinstance(value, int) else tuple(value)
+<<pair>>
 
 
 # --- Blocks
@@ -182,23 +180,7 @@ SAFETENSORS_DTYPES = {"F16": np.float16, "F32": np.float32, "F64": np.float64}
 CANONICAL = {"gamma": "weight", "beta": "bias"}  # Gluon's BatchNorm names
 
 
-def read_safetensors(path):
-    """name -> numpy array from a .safetensors file (an 8-byte little-endian header
-    size, a JSON header, then the raw little-endian arrays).
-    """
-    with open(path, "rb") as handle:
-        size = int.from_bytes(handle.read(8), "little")
-        header = json.loads(handle.read(size))
-        data = handle.read()
-    arrays = {}
-    for name, info in header.items():
-        if name == "__metadata__":
-            continue
-        start, end = info["data_offsets"]
-        dtype = np.dtype(SAFETENSORS_DTYPES[info["dtype"]]).newbyteorder("<")
-        flat = np.frombuffer(data[start:end], dtype=dtype)
-        arrays[name] = flat.reshape(info["shape"])
-    return arrays
+<<read_safetensors>>
 
 
 def structural_params(block, path=""):
@@ -253,7 +235,7 @@ def load_canonical(model, path):
     for name, param in params.items():
         param.set_data(mx.nd.array(arrays[name], dtype=param.dtype))
     return model
-'''
+''')
 
 REQUIRES = {"make_stage": ("Blocks",), "PaddedPool2D": ("pair",), "AdaptiveAvgPool2D": ("pair",)}
 ORDER = ["pair", "Blocks", "Identity", "Softmax", "GlobalAvgPool", "AdaptiveAvgPool2D", "ZeroPad2D", "PaddedConv2D",

@@ -11,39 +11,19 @@ from __future__ import annotations
 
 from typing import Dict
 
-from .torch_helpers import sections as split_sections
+from .shared_source import fill, split_sections
 
-SOURCE = r'''
+SOURCE = fill(r'''
 # --- pair
-def pair(value):
-    """An int or a pair as a pair."""
-    return (value, value) if isinstance(value, int) else tuple(value)
+<<pair>>
 
 
 # --- same_padding
-def same_padding(size, kernel, stride, dilation=1):
-    """TensorFlow's 'same' padding along one axis, as (before, after): the output has
-    ceil(size / stride) cells and the total padding is split with the smaller half
-    first (top / left).
-    """
-    out = -(-size // stride)
-    total = max((out - 1) * stride + dilation * (kernel - 1) + 1 - size, 0)
-    return total // 2, total - total // 2
+<<same_padding>>
 
 
 # --- PaddedPooling2D
-def pool_padding(size, kernel, stride, before, after, ceil_mode):
-    """(before, after) padding along one axis after which a floor-mode pool has
-    PyTorch's windows: the pool's own padding plus, in ceil mode, the overhang of the
-    last window (a window that would start in the bottom / right padding is dropped).
-    """
-    room = size + before + after - kernel
-    out = room // stride + 1
-    if ceil_mode:
-        out = -(-room // stride) + 1
-        if (out - 1) * stride >= size + before:
-            out -= 1
-    return before, after + max(0, (out - 1) * stride + kernel - (size + before + after))
+<<pool_padding>>
 
 
 class PaddedPooling2D(layers.Layer):
@@ -183,23 +163,7 @@ ROLES = {
 }
 
 
-def read_safetensors(path):
-    """name -> numpy array from a .safetensors file (an 8-byte little-endian header
-    size, a JSON header, then the raw little-endian arrays).
-    """
-    with open(path, "rb") as handle:
-        size = int.from_bytes(handle.read(8), "little")
-        header = json.loads(handle.read(size))
-        data = handle.read()
-    arrays = {}
-    for name, info in header.items():
-        if name == "__metadata__":
-            continue
-        start, end = info["data_offsets"]
-        dtype = np.dtype(SAFETENSORS_DTYPES[info["dtype"]]).newbyteorder("<")
-        flat = np.frombuffer(data[start:end], dtype=dtype)
-        arrays[name] = flat.reshape(info["shape"])
-    return arrays
+<<read_safetensors>>
 
 
 def to_keras(array, kind, layer_name):
@@ -266,7 +230,7 @@ def load_canonical(model, path):
     for name, (variable, _, _) in slots.items():
         variable.assign(converted[name].astype(variable.dtype))
     return model
-'''
+''')
 
 REQUIRES = {"PaddedPooling2D": ("same_padding", "pair"), "AdaptiveAveragePooling2D": ("pair",),
             "StridedDilatedConv2D": ("pair",)}

@@ -10,16 +10,11 @@ from __future__ import annotations
 
 from typing import Dict
 
-SOURCE = r'''
+from .shared_source import fill, split_sections
+
+SOURCE = fill(r'''
 # --- same_padding
-def same_padding(size, kernel, stride, dilation=1):
-    """TensorFlow's 'same' padding along one axis, as (before, after): the output has
-    ceil(size / stride) cells and the total padding is split with the smaller half
-    first (top / left).
-    """
-    out = -(-size // stride)
-    total = max((out - 1) * stride + dilation * (kernel - 1) + 1 - size, 0)
-    return total // 2, total - total // 2
+<<same_padding>>
 
 
 # --- SameConv2d
@@ -58,18 +53,7 @@ class PaddedConv2d(nn.Conv2d):
 
 
 # --- PaddedPool2d
-def pool_padding(size, kernel, stride, before, after, ceil_mode):
-    """(before, after) padding along one axis after which a floor-mode pool has
-    PyTorch's windows: the pool's own padding plus, in ceil mode, the overhang of the
-    last window (a window that would start in the bottom / right padding is dropped).
-    """
-    room = size + before + after - kernel
-    out = room // stride + 1
-    if ceil_mode:
-        out = -(-room // stride) + 1
-        if (out - 1) * stride >= size + before:
-            out -= 1
-    return before, after + max(0, (out - 1) * stride + kernel - (size + before + after))
+<<pool_padding>>
 
 
 class PaddedPool2d(nn.Module):
@@ -234,14 +218,10 @@ def load_canonical(model, path):
         for name, tensor in state.items():
             tensor.copy_(weights[name].to(tensor.dtype))
     return model
-'''
+''')
 
 REQUIRES = {"SameConv2d": ("same_padding",), "PaddedPool2d": ("same_padding",)}
 
 
-def sections(source: str = SOURCE) -> Dict[str, str]:
-    out = {}
-    for chunk in source.split("# --- ")[1:]:
-        name, _, text = chunk.partition("\n")
-        out[name.strip()] = text.strip("\n")
-    return out
+def sections() -> Dict[str, str]:
+    return split_sections(SOURCE)

@@ -109,8 +109,8 @@ class TorchEmitter:
 
     def imports(self, text: str):
         out = ["import json", "", "import torch"]
-        helpers_text = "".join(torch_helpers.sections()[n] for n in self.need
-                               if n in torch_helpers.sections())
+        sections = torch_helpers.sections()
+        helpers_text = "".join(sections[n] for n in self.need if n in sections)
         if "F." in text or "F." in helpers_text or "PaddedPool2d" in self.need or "SameConv2d" in self.need:
             out.append("import torch.nn.functional as F")
         out.append("from torch import nn")
