@@ -46,7 +46,8 @@ from refnets.backends import catalog
 from .choose import cli as choose
 from .conformance import run_against
 from .engine import preflight
-from .engine.config import DTYPES, USAGE_ERRORS, ParityUsageError, check_backends, place_backends
+from .engine.config import (DTYPES, USAGE_ERRORS, ParityUsageError, check_backends, configure_pythons,
+                            place_backends)
 from .inference import run
 from .outputs import WEIGHT_SUFFIXES, check_output_path
 from .port import run_port
@@ -159,10 +160,7 @@ CLI_WORKER_MODE = "workers"
 def configure_workers(args) -> None:
     """The worker flags of this run (each run sets them afresh): --workers or
     --in-process, else REFNETS_WORKERS, else CLI_WORKER_MODE."""
-    pythons = dict(args.python)
-    if len(pythons) != len(args.python):
-        raise ParityUsageError("--python names the same backend twice")
-    workers.configure(pythons)
+    configure_pythons(args.python)
     env_mode = os.environ.get(workers.config.ENV_MODE, "").strip()
     workers.set_mode(args.worker_mode or (None if env_mode else CLI_WORKER_MODE))
     workers.config.set_timeout(args.worker_timeout)

@@ -18,6 +18,7 @@ from refnets.native import PortModelError
 from refnets.trace.graph import UntraceableError
 from refnets.userload import UserCodeError
 from refnets.zoo_import import UnknownZooError
+from refnets import workers
 from refnets.workers import BackendFailure, WorkerConfigError
 
 DTYPES = ("float32", "float64")
@@ -32,6 +33,14 @@ USAGE_ERRORS = (registry.UnknownModelError, registry.BadOptionError, B.UnknownBa
                 W.WeightMismatchError, ParityUsageError, UnknownZooError,
                 PortModelError, B.CapabilityError, UserCodeError, UntraceableError, SpecFileError,
                 WorkerConfigError, BackendFailure)  # a worker that died outside an inference run: exit 2
+
+
+def configure_pythons(pairs) -> None:
+    """--python NAME=PATH pairs (repeatable) as the interpreters of the backends' workers."""
+    pythons = dict(pairs)
+    if len(pythons) != len(pairs):
+        raise ParityUsageError("--python names the same backend twice")
+    workers.configure(pythons)
 
 
 def check_dtype(dtype: str) -> str:

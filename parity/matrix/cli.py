@@ -30,6 +30,7 @@ from refnets.cliargs import parse_python_pair
 from refnets.workers.config import ENV_MODE
 
 from ..engine.config import DTYPES, USAGE_ERRORS, ParityUsageError
+from ..engine.preflight import check_batch_flag
 from . import engines, store, table
 from .cells import FORWARD_BATCH, MODES, make_cell
 
@@ -78,21 +79,17 @@ def _check(args) -> None:
             raise ParityUsageError(f"{flag}: {', '.join(bad) or 'none given'}; choose from {', '.join(allowed)}")
     if args.workers is not None and args.workers < 1:
         raise ParityUsageError(f"--workers must be at least 1, got {args.workers}")
-    if args.batch is not None and args.batch < 1:
-        raise ParityUsageError(f"--batch must be at least 1, got {args.batch}")
+    check_batch_flag(args.batch)
     if args.ray is not None:
         engines.import_ray()  # missing: say which extra, before anything is written
 
 
 def _backends(args) -> List[str]:
-    from refnets import backends as B, workers
+    from refnets import backends as B
 
-    from ..engine.config import resolve_backends
+    from ..engine.config import configure_pythons, resolve_backends
 
-    pythons = dict(args.python)
-    if len(pythons) != len(args.python):
-        raise ParityUsageError("--python names the same backend twice")
-    workers.configure(pythons)  # so that a backend with an interpreter counts as installed
+    configure_pythons(args.python)  # so that a backend with an interpreter counts as installed
     chosen = resolve_backends(args.backends, None)
     missing = [b for b in chosen if not B.is_installed(b)]
     if missing:
