@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import pathlib
 import shutil
 import subprocess
 import sys
@@ -13,10 +14,18 @@ import numpy as np
 
 import refnets
 from refnets import registry
+from refnets import spec as S
 from refnets import weights as W
 from refnets.codegen import generate
 
+from contract.test_node_types import CASES
+
 SMALL = registry.SMALL_INPUTS  # small inputs where the architecture allows
+PYPROJECT = str(pathlib.Path(__file__).resolve().parents[2] / "pyproject.toml")  # [tool.ruff]: generated code's style
+# Every node type of the vocabulary, and a BatchNorm with the biased running-variance rule.
+BIASED_BN = S.ModelSpec(name="bn_biased", input_shape=(4, 5, 5), root=S.Sequential(children=(
+    S.BatchNorm(name="bn", unbiased_running_var=False, eps=1e-3), S.Activation(name="act", kind="tanh"))))
+VOCABULARY = {**CASES, "BatchNorm-biased": BIASED_BN}
 
 
 def small_spec(name: str, **options):
