@@ -7,6 +7,7 @@ that package. The contract (channels-first numpy in and out, canonical weights):
     build(model: ModelSpec, dtype="float32") -> native model
     get_weights(net) -> canonical weights          set_weights(net, weights)  (all-or-nothing)
     forward(net, x, capture=(), train=False) -> (output, {path: activation})
+    stream(net, x, capture, sink, train=False) -> output      sink(path, activation) per node
     count_params(net) -> (trainable, total)         versions() -> {package: version}
     gradients(net, x, labels, train=False) -> Gradients        capability "gradients"
     Trainer(net, optimizer, lr, momentum=0.0).step(x, labels) -> loss   capability "training"
@@ -17,6 +18,15 @@ the batch statistics, and the running statistics are left as they were.
 the BatchNorm running statistics by the spec's rule (`spec.BatchNorm`), whatever
 the framework's own rule. The loss is the mean softmax cross-entropy of the
 logits over the batch; labels are integer class indices.
+
+`stream` is a capturing forward that hands each captured node's output to
+`sink(path, activation)` as soon as the backend has it, instead of holding every
+capture until the end: once per path (a shared node's first call), in execution
+order, as a channels-first numpy array nothing writes to afterwards. The sink
+may block (the caller's back-pressure: parity compares node by node while
+several backends run) and may keep or drop the array. The default calls
+`forward` and then the sink; a backend that can hand nodes over during the
+forward overrides it, so a capturing run needs no more memory than a plain one.
 
 A backend that lacks a capability says so with `CapabilityError` (a usage error)
 instead of an AttributeError in the middle of a run.
@@ -168,6 +178,15 @@ class Backend(abc.ABC):
     def forward(self, net, x: np.ndarray, capture: Sequence[str] = (),
                 train: bool = False) -> Tuple[np.ndarray, Dict[str, np.ndarray]]: ...
 
+    def stream(self, net, x: np.ndarray, capture: Sequence[str], sink: Callable[[str, np.ndarray], None],
+               train: bool = False) -> np.ndarray:
+        """The output of a forward that hands every node in `capture` to `sink`
+        (see the module docstring). This default holds them all first."""
+        out, acts = self.forward(net, x, capture, train)
+        for path in dict.fromkeys(capture):
+            sink(path, acts.pop(path))
+        return out
+
     @abc.abstractmethod
     def count_params(self, net) -> Tuple[int, int]: ...
 
@@ -206,6 +225,13 @@ class ModuleBackend(Backend):
 
     def forward(self, net, x, capture=(), train=False):
         return self.run_module.forward(net, x, capture, train)
+
+    def stream(self, net, x, capture, sink, train=False):
+        """The run module's own `stream` where it has one, else the default."""
+        own = getattr(self.run_module, "stream", None)
+        if own is None:
+            return super().stream(net, x, capture, sink, train)
+        return own(net, x, capture, sink, train)
 
     def gradients(self, net, x, labels, train=False):
         return self.training_module.gradients(net, x, labels, train)
