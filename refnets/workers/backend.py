@@ -34,11 +34,11 @@ class Connection:
     def forget(self, ident: int) -> None:
         self.pending_free.append(ident)
 
-    def call(self, op: str, arrays=None, timeout: Optional[float] = None, **fields):
+    def call(self, op: str, arrays=None, timeout: Optional[float] = None, on_node=None, **fields):
         free = []
         while self.pending_free:
             free.append(self.pending_free.popleft())
-        return self.worker.call({"op": op, "free": free, **fields}, arrays, timeout)
+        return self.worker.call({"op": op, "free": free, **fields}, arrays, timeout, on_node)
 
 
 class WorkerHandle:
@@ -99,13 +99,15 @@ class WorkerBackend(Backend):
             self.connection.worker.close()
             self.connection = None
 
-    def request(self, handle: Optional[WorkerHandle], op: str, arrays=None, **fields) -> Tuple[object, dict]:
-        """One request to the worker holding `handle` (None: the current worker)."""
+    def request(self, handle: Optional[WorkerHandle], op: str, arrays=None, on_node=None,
+                **fields) -> Tuple[object, dict]:
+        """One request to the worker holding `handle` (None: the current worker);
+        `on_node(header, arrays)` takes the node messages of a streaming op."""
         connection = self.start().connection if handle is None else handle.connection
         if connection is not self.connection:
             worker = connection.worker
             raise worker.failure or BackendFailure(self.label, "was closed; this net lived in it", "", self.python)
-        return connection.call(op, arrays, self.timeout or config.call_timeout(), **fields)
+        return connection.call(op, arrays, self.timeout or config.call_timeout(), on_node, **fields)
 
     @property
     def capabilities(self) -> Tuple[str, ...]:  # type: ignore[override]
@@ -130,6 +132,20 @@ class WorkerBackend(Backend):
         captured, arrays = self.request(net, "forward", {"x": x}, net=net.ident, capture=list(capture),
                                         train=bool(train))
         return arrays["out"], {path: arrays[f"capture/{i}"] for i, path in enumerate(captured)}
+
+    def stream(self, net, x, capture, sink, train: bool = False):
+        """The worker's own `stream`, each node sent over as it comes: `sink` gets it
+        before the next is read, so a sink that blocks fills the pipe and stops the
+        worker's backend too. Neither side holds more than the node in flight. An
+        exception from `sink` is re-raised once the rest of the stream has been read
+        and dropped (the worker stays usable); the timeout counts only the time
+        spent waiting for the worker, not the time in `sink`."""
+        def on_node(header, arrays):
+            sink(header["node"], arrays.pop("a"))
+
+        _, arrays = self.request(net, "stream", {"x": x}, on_node, net=net.ident, capture=list(capture),
+                                 train=bool(train))
+        return arrays["out"]
 
     def count_params(self, net) -> Tuple[int, int]:
         trainable, total = self.request(net, "count_params", net=net.ident)[0]

@@ -14,7 +14,8 @@ import signal
 import subprocess
 import sys
 import threading
-from typing import Dict, Optional, Tuple
+import time
+from typing import Callable, Dict, Optional, Tuple
 
 from . import protocol
 from .errors import BackendFailure, WorkerConfigError, rebuild
@@ -43,6 +44,20 @@ def describe_exit(returncode: Optional[int]) -> str:
         except ValueError:
             return f"killed by signal {-returncode}"
     return f"exited with status {returncode}"
+
+
+class WaitBudget:
+    """The seconds a request may wait for its worker in all (None: no limit),
+    spent only while waiting for a message."""
+
+    def __init__(self, total: Optional[float]):
+        self.total, self.spent = total, 0.0
+
+    def left(self) -> Optional[float]:
+        return None if self.total is None else max(self.total - self.spent, 0.0)
+
+    def spend(self, seconds: float) -> None:
+        self.spent += seconds
 
 
 class StderrTail:
@@ -104,7 +119,7 @@ class WorkerProcess:
         if self.hello is not None:
             return self.hello
         try:
-            header, _ = self._receive(self.startup_timeout, "while starting")
+            header, _ = self._receive(WaitBudget(self.startup_timeout), "while starting")
         except BackendFailure as failure:
             raise WorkerConfigError(
                 f"the {self.label} worker ({self.python}, {self.source}) did not start: {failure.reason}"
@@ -120,9 +135,16 @@ class WorkerProcess:
         self.hello = header["result"]
         return self.hello
 
-    def call(self, header: dict, arrays=None, timeout: Optional[float] = None) -> Tuple[object, dict]:
+    def call(self, header: dict, arrays=None, timeout: Optional[float] = None,
+             on_node: Optional[Callable[[dict, dict], None]] = None) -> Tuple[object, dict]:
         """(result, arrays) of one request; the worker's own exception re-raised;
-        BackendFailure when it dies or overruns `timeout` seconds."""
+        BackendFailure when it dies or overruns `timeout` seconds.
+
+        A streaming request ("stream") is answered by node messages, each handed to
+        `on_node(header, arrays)` before the next is read (so a caller that blocks
+        holds the worker back through the pipe), then by the usual final reply.
+        `timeout` bounds the time spent waiting for the worker over the whole
+        request; the time spent in `on_node` is the caller's and does not count."""
         self.handshake()
         if not self.alive:
             raise self.failure or self._died("before the request")
@@ -130,19 +152,55 @@ class WorkerProcess:
             protocol.write_message(self.proc.stdin.fileno(), header, arrays)
         except (BrokenPipeError, ConnectionResetError):
             raise self._died(f"while receiving {header['op']!r}") from None
-        answer, out = self._receive(timeout, f"during {header['op']!r}")
+        budget, doing = WaitBudget(timeout), f"during {header['op']!r}"
+        answer, out = self._receive(budget, doing)
+        while "node" in answer:
+            if on_node is None:
+                self.kill()
+                raise self._fail(f"sent a node message {doing}, which does not stream (killed)")
+            self._hand_over(on_node, answer, out, budget, doing)
+            del out  # not held while the next node is read
+            answer, out = self._receive(budget, doing)
         if not answer.get("ok"):
             raise rebuild(answer["error"], self.label)
         return answer["result"], out
 
-    def _receive(self, timeout: Optional[float], doing: str):
+    def _hand_over(self, on_node, answer: dict, out: dict, budget: "WaitBudget", doing: str) -> None:
+        """`on_node(answer, out)`. When it raises, the rest of the stream is read and
+        dropped (an Exception: the worker stays usable) or the worker is killed (an
+        interrupt: it must not wait for the rest), and the exception goes on."""
         try:
-            return protocol.read_message(self.proc.stdout.fileno(), timeout)
+            on_node(answer, out)
+        except Exception:
+            del out
+            self._discard_stream(budget, doing)
+            raise
+        except BaseException:
+            self.kill()
+            self._fail(f"was killed: its caller was interrupted {doing}")
+            raise
+
+    def _discard_stream(self, budget: "WaitBudget", doing: str) -> None:
+        """Reads the rest of a stream up to its final reply and drops it. A worker
+        that dies meanwhile is recorded (self.failure) for the next request."""
+        try:
+            answer = {"node": None}
+            while "node" in answer:
+                answer, _ = self._receive(budget, doing)
+        except BackendFailure:
+            pass
+
+    def _receive(self, budget: "WaitBudget", doing: str):
+        start = time.monotonic()
+        try:
+            return protocol.read_message(self.proc.stdout.fileno(), budget.left())
         except protocol.ChannelTimeout:
             self.kill()
-            raise self._fail(f"timed out after {timeout:g} s {doing} (killed)") from None
+            raise self._fail(f"timed out after {budget.total:g} s {doing} (killed)") from None
         except protocol.ChannelClosed:
             raise self._died(doing) from None
+        finally:
+            budget.spend(time.monotonic() - start)
 
     def _died(self, doing: str) -> BackendFailure:
         try:

@@ -5,7 +5,8 @@ print to stdout, so the first thing the worker does is to keep private copies of
 fds 0 and 1 for the protocol and point fd 1 at stderr (and fd 0 at /dev/null).
 
 Requests are `{"op": ..., "free": [ids], ...}` plus arrays; every op answers
-`{"ok": true, "result": ...}` plus arrays, or `{"ok": false, "error": {"type",
+`{"ok": true, "result": ...}` plus arrays (after one `{"node": path}` message per
+captured node for "stream"), or `{"ok": false, "error": {"type",
 "module", "message", "traceback"}}`. Nets and trainers stay here, named by integer
 ids the parent holds; "free" lists ids whose handles the parent dropped.
 
@@ -20,7 +21,7 @@ import os
 import sys
 import time
 import traceback
-from typing import Dict
+from typing import Dict, Optional
 
 from . import protocol, timing
 
@@ -63,6 +64,7 @@ class Worker:
         self.objects: Dict[int, object] = {}
         self.next_id = 1
         self.backend = None
+        self.write_fd: Optional[int] = None  # the protocol's, for ops that answer in several messages
 
     def load(self) -> dict:
         import refnets
@@ -110,6 +112,19 @@ class Worker:
                                          train=header["train"])
         captured = list(acts)
         return captured, {"out": out, **{f"capture/{i}": acts[path] for i, path in enumerate(captured)}}
+
+    def op_stream(self, header, arrays):
+        """A capturing forward whose nodes go to the parent as the backend hands them
+        over, one message each ({"node": path} plus the array "a"), before the final
+        reply holding the output. The write blocks while the pipe is full, so a
+        parent whose sink is busy holds the backend back; once written, the node is
+        not held here."""
+        def send(path, activation):
+            protocol.write_message(self.write_fd, {"node": path}, {"a": activation})
+
+        x = arrays.pop("x")
+        out = self.backend.stream(self.get(header["net"]), x, header["capture"], send, train=header["train"])
+        return None, {"out": out}
 
     def op_count_params(self, header, arrays):
         return list(self.backend.count_params(self.get(header["net"]))), {}
@@ -176,6 +191,7 @@ def release_memory() -> None:
 
 
 def serve(read_fd: int, write_fd: int, worker: Worker) -> None:
+    worker.write_fd = write_fd
     while True:
         try:
             header, arrays = protocol.read_message(read_fd)
