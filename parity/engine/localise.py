@@ -81,13 +81,20 @@ def localise(model: S.ModelSpec, ref: Dict[str, np.ndarray], out: Dict[str, np.n
              rtol: float, atol: float, paths: Optional[Sequence[str]] = None) -> Localisation:
     """Compare the nodes in `paths` (default: every node), in execution order."""
     paths = capture_paths(model) if paths is None else list(paths)
+    memo: Dict[tuple, Comparison] = {}
+    return summarise(model, {p: _compare_once(out[p], ref[p], rtol, atol, memo) for p in paths}, paths)
+
+
+def summarise(model: S.ModelSpec, comparisons: Dict[str, Comparison],
+              paths: Optional[Sequence[str]] = None) -> Localisation:
+    """The localisation of per-node comparisons (`paths`, default every node, in
+    execution order): the first divergent node and whether its input agrees."""
+    paths = capture_paths(model) if paths is None else list(paths)
     compared = set(paths)
     sources = S.input_sources(model.root)
     kinds = {path: type(node).__name__ for path, node in model.walk()}
     upstream = {p: _compared_source(p, sources, compared) for p in paths}
-    memo: Dict[tuple, Comparison] = {}
-    nodes = [NodeComparison(p, kinds[p], upstream[p][0], _compare_once(out[p], ref[p], rtol, atol, memo))
-             for p in paths]
+    nodes = [NodeComparison(p, kinds[p], upstream[p][0], comparisons[p]) for p in paths]
     by_path = {n.path: n for n in nodes}
     first = next((n for n in nodes if not n.comparison.passed), None)
     if first is None:

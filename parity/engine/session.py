@@ -23,8 +23,10 @@ from refnets import backends as B
 from refnets import workers
 
 from .header import Progress, RunHeader, timed_into
-from .localise import Localisation, capture_paths, localise
+from .localise import Localisation, capture_paths, summarise
+from .lockstep import NodeRendezvous
 from .metrics import Comparison, compare
+from .sidebyside import run_side_by_side
 
 
 @dataclass
@@ -150,21 +152,29 @@ def compare_all(result: ParityResult, outputs: Dict[str, np.ndarray]) -> None:
 
 
 def localise_all(result: ParityResult, spec, impls, nets, x, say: Progress, reference: Optional[str] = None) -> None:
-    """Every node's output in the reference (or in backend `reference`) and each
-    other backend, compared in execution order; one backend's captures at a time
-    beside the reference's."""
+    """Every node's output in the reference (or in backend `reference`) and in each
+    other backend, compared node by node while they all run side by side
+    (`lockstep`): no backend's captures are held whole."""
     reference = reference or result.reference
-    paths = capture_paths(spec)
-    ref_acts = None
-    if reference in nets and reference not in result.failures:
-        say(f"capturing {len(paths)} node outputs in {reference}")
-        with isolated(result, reference, say), timed(result, "localise", reference):
-            _, ref_acts = impls[reference].forward(nets[reference], x, capture=paths)
-    if ref_acts is None:
+    if reference not in nets or reference in result.failures:
         return
-    for name in [b for b in result.running(result.backends) if b in nets and b in result.results and b != reference]:
-        say(f"capturing {len(paths)} node outputs in {name}")
-        with isolated(result, name, say), timed(result, "localise", name):
-            _, acts = impls[name].forward(nets[name], x, capture=paths)
-            result.results[name].localisation = localise(spec, ref_acts, acts, result.rtol, result.atol)
-            del acts
+    others = [b for b in result.running(result.backends) if b in nets and b in result.results and b != reference]
+    if not others:
+        return
+    paths = capture_paths(spec)
+    parties = [reference] + others
+    say(f"capturing {len(paths)} node outputs in {', '.join(parties)} side by side, comparing node by node")
+    rendezvous = NodeRendezvous(parties, reference, paths, result.rtol, result.atol)
+
+    def capture(name: str):
+        def job() -> None:
+            with isolated(result, name, say), timed(result, "localise", name):
+                impls[name].stream(nets[name], x, paths, rendezvous.sink(name))
+        return job
+
+    run_side_by_side({name: capture(name) for name in parties},
+                     on_done=lambda name, error: rendezvous.finish(name, failed=error is not None or name in result.failures),
+                     on_interrupt=rendezvous.close)
+    for name in others:
+        if rendezvous.compared_all(name):
+            result.results[name].localisation = summarise(spec, rendezvous.results[name], paths)

@@ -58,6 +58,9 @@ class NumpyBackend(Backend):
                 train: bool = False) -> Tuple[np.ndarray, Dict[str, np.ndarray]]:
         return run.forward(net, x, capture, train)
 
+    def stream(self, net: NumpyModel, x: np.ndarray, capture: Sequence[str], sink, train: bool = False) -> np.ndarray:
+        return run.stream(net, x, capture, sink, train)
+
     def gradients(self, net: NumpyModel, x: np.ndarray, labels: np.ndarray, train: bool = False) -> Gradients:
         return training.gradients(net, x, labels, train)
 

@@ -6,7 +6,7 @@ Activations are channels-first numpy arrays in the model's dtype throughout.
 
 from __future__ import annotations
 
-from typing import Dict, Optional, Sequence, Tuple
+from typing import Callable, Dict, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -32,15 +32,16 @@ def check_capture(model: NumpyModel, capture: Sequence[str]) -> None:
 
 
 def run_forward(model: NumpyModel, tree, x: np.ndarray, train: bool, capture: frozenset,
-                store: Dict[str, np.ndarray], tape: Optional[dict]) -> np.ndarray:
-    """The output of `tree` on x. Outputs of the nodes in `capture` are copied
-    into `store`; with a `tape`, every leaf's cache is kept there by path."""
+                sink: Callable[[str, np.ndarray], None], tape: Optional[dict]) -> np.ndarray:
+    """The output of `tree` on x. A copy of the output of every node in `capture`
+    goes to `sink(path, array)` as it is computed (a shared leaf's first call
+    only: each path once); with a `tape`, every leaf's cache is kept there by path."""
     if isinstance(tree, Seq):
         y = x
         for child in tree.children:
-            y = run_forward(model, child, y, train, capture, store, tape)
+            y = run_forward(model, child, y, train, capture, sink, tape)
     elif isinstance(tree, Par):
-        outs = [run_forward(model, b, x, train, capture, store, tape) for b in tree.branches]
+        outs = [run_forward(model, b, x, train, capture, sink, tape) for b in tree.branches]
         if tree.merge == "add":
             y = outs[0]
             for out in outs[1:]:
@@ -52,7 +53,7 @@ def run_forward(model: NumpyModel, tree, x: np.ndarray, train: bool, capture: fr
         if tape is not None:
             tape[tree.path] = cache
     if tree.path in capture:
-        store[tree.path] = np.array(y, copy=True)
+        sink(tree.path, np.array(y, copy=True))
     return y
 
 
@@ -85,8 +86,22 @@ def run_backward(model: NumpyModel, tree, dy: np.ndarray, tape: dict, grads: Dic
 def forward(model: NumpyModel, x: np.ndarray, capture: Sequence[str] = (),
             train: bool = False) -> Tuple[np.ndarray, Dict[str, np.ndarray]]:
     """(output, {path: activation}); never changes the model."""
+    store: Dict[str, np.ndarray] = {}
+    out = stream(model, x, capture, store.__setitem__, train)
+    return out, store
+
+
+def stream(model: NumpyModel, x: np.ndarray, capture: Sequence[str], sink: Callable[[str, np.ndarray], None],
+           train: bool = False) -> np.ndarray:
+    """`forward`, handing each captured node to `sink` as it is computed."""
     check_capture(model, capture)
     x = check_input(model, x)
-    store: Dict[str, np.ndarray] = {}
-    out = run_forward(model, model.tree, x, train, frozenset(capture), store, None)
-    return np.array(out, copy=True), store
+    seen = set()
+
+    def first_call_only(path: str, array: np.ndarray) -> None:
+        if path not in seen:
+            seen.add(path)
+            sink(path, array)
+
+    out = run_forward(model, model.tree, x, train, frozenset(capture), first_call_only, None)
+    return np.array(out, copy=True)

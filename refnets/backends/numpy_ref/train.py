@@ -42,7 +42,7 @@ def loss_and_gradients(model: NumpyModel, x: np.ndarray, labels: np.ndarray,
     forward and backward pass; in training mode also the running-statistics update."""
     x = check_input(model, x)
     tape: dict = {}
-    logits = run_forward(model, model.tree, x, train, frozenset(), {}, tape)
+    logits = run_forward(model, model.tree, x, train, frozenset(), None, tape)  # nothing captured: no sink
     loss, dlogits = ops.cross_entropy(logits, labels)
     grads: Dict[str, np.ndarray] = {}
     dx = run_backward(model, model.tree, dlogits, tape, grads)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from contextlib import nullcontext
-from typing import Dict, Sequence, Tuple
+from typing import Callable, Dict, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -14,21 +14,25 @@ from .framework import F, ensure_threads, nn
 from .inplace import out_of_place
 
 
-def _capture_hooks(model: nn.Module, capture: Sequence[str], store: Dict[str, np.ndarray]):
+def _capture_hooks(model: nn.Module, capture: Sequence[str], sink: Callable[[str, np.ndarray], None]):
+    """Forward hooks handing each node in `capture` to `sink` as it is computed
+    (a shared module's first call only)."""
     modules = dict(model.named_modules())
     unknown = [p for p in capture if p not in modules]
     if unknown:
         raise KeyError(f"no node(s) {unknown} in the model")
+    seen = set()
 
     def hook_for(path):
         def hook(_module, _inputs, output):
-            if path not in store:  # a shared module runs again later: keep its own (first) call
+            if path not in seen:  # a shared module runs again later: keep its own (first) call
+                seen.add(path)
                 # No copy: the capturing forward runs out of place (`inplace.out_of_place`),
                 # so nothing overwrites this tensor afterwards.
-                store[path] = output.detach().cpu().numpy()
+                sink(path, output.detach().cpu().numpy())
         return hook
 
-    return [modules[p].register_forward_hook(hook_for(p)) for p in capture]
+    return [modules[p].register_forward_hook(hook_for(p)) for p in dict.fromkeys(capture)]
 
 
 def _tensor(model: nn.Module, x: np.ndarray) -> torch.Tensor:
@@ -45,9 +49,18 @@ def forward(model: nn.Module, x: np.ndarray, capture: Sequence[str] = (),
     training mode (BatchNorm on batch statistics; the running statistics are
     restored afterwards, so the model is unchanged); optionally the outputs of
     the spec nodes named in `capture` (channels-first)."""
-    ensure_threads()
     store: Dict[str, np.ndarray] = {}
-    handles = _capture_hooks(model, capture, store)
+    out = stream(model, x, capture, store.__setitem__, train)
+    return out, store
+
+
+def stream(model: nn.Module, x: np.ndarray, capture: Sequence[str], sink: Callable[[str, np.ndarray], None],
+           train: bool = False) -> np.ndarray:
+    """`forward`, handing each node in `capture` to `sink` from a forward hook as
+    soon as it is computed: torch frees it once neither the forward nor the sink
+    holds it."""
+    ensure_threads()
+    handles = _capture_hooks(model, capture, sink)
     buffers = [b for _, b in model.named_buffers()]
     saved = [b.clone() for b in buffers] if train else []
     try:
@@ -62,7 +75,7 @@ def forward(model: nn.Module, x: np.ndarray, capture: Sequence[str] = (),
         with torch.no_grad():
             for buffer, value in zip(buffers, saved):
                 buffer.copy_(value)
-    return out.cpu().numpy(), store
+    return out.cpu().numpy()
 
 
 def _loss(model: nn.Module, x: torch.Tensor, labels: np.ndarray, train: bool):
