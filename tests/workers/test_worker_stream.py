@@ -205,8 +205,9 @@ def test_a_worker_killed_mid_stream_is_a_backend_failure():
 def test_a_worker_that_hangs_mid_stream_times_out(tmp_path):
     backend = WorkerBackend("numpy", wrapper(tmp_path, "hang"), "test", timeout=1)
     try:
-        net = backend.build(LENET)
+        net, got = backend.build(LENET), []
         with pytest.raises(BackendFailure, match=r"timed out after 1 s during 'stream' \(killed\)"):
-            backend.stream(net, seeded_input(LENET.input_shape), PATHS, lambda path, activation: None)
+            backend.stream(net, seeded_input(LENET.input_shape), PATHS, lambda path, activation: got.append(path))
+        assert got == PATHS[:1]
     finally:
         backend.close()

@@ -4,7 +4,8 @@ REFNETS_TEST_FAULT, and Python imports this module at start-up.
 
     block:a,b   the modules a and b cannot be imported (a missing safetensors, torch)
     segv|kill|exit|hang   a backend's forward and gradients die by SIGSEGV, SIGKILL,
-                os._exit(7), or sleep past any timeout
+                os._exit(7), or sleep past any timeout; its stream the same once
+                it has handed over one node
     raise       a backend's forward raises RuntimeError(MESSAGE), and its stream
                 raises the same after handing over two nodes
 
@@ -33,7 +34,7 @@ def _die():
 
 
 def _dying(backend):
-    forward, gradients = backend.forward, backend.gradients
+    forward, gradients, stream = backend.forward, backend.gradients, backend.stream
 
     def dying_forward(*args, **kwargs):
         _die()
@@ -43,7 +44,14 @@ def _dying(backend):
         _die()
         return gradients(*args, **kwargs)
 
-    backend.forward, backend.gradients = dying_forward, dying_gradients
+    def dying_stream(net, x, capture, sink, train=False):
+        def dying_sink(path, activation):
+            sink(path, activation)
+            _die()
+
+        return stream(net, x, capture, dying_sink, train)
+
+    backend.forward, backend.gradients, backend.stream = dying_forward, dying_gradients, dying_stream
 
 
 def _raising(backend):
