@@ -1,8 +1,9 @@
 """The Backend contract through a worker process agrees exactly with the same
 backend in this process: forward (with every node captured, in inference and
-training mode), gradients, optimiser steps, weights both ways, counts; the
-protocol's arrays are the safetensors format; errors come back as their classes;
-nets are freed in the worker when their handles go."""
+training mode), stream (the same nodes, in the same order), gradients, optimiser
+steps, weights both ways, counts; the protocol's arrays are the safetensors
+format; errors come back as their classes; nets are freed in the worker when
+their handles go."""
 
 import gc
 import importlib
@@ -73,6 +74,12 @@ def test_the_contract_through_a_worker_agrees_exactly(pair):
                                             for b, n in zip((local, remote), nets)]
         np.testing.assert_array_equal(out_r, out_l)
         equal_maps(acts_r, acts_l)
+        streamed = [[], []]
+        outs = [b.stream(n, x, paths, lambda path, act, got=got: got.append((path, act)), train=train)
+                for b, n, got in zip((local, remote), nets, streamed)]
+        np.testing.assert_array_equal(outs[1], outs[0])
+        assert [path for path, _ in streamed[1]] == [path for path, _ in streamed[0]]  # the same order
+        equal_maps(dict(streamed[1]), acts_l)
     equal_maps(remote.get_weights(nets[1]), canonical)  # forward(train=True) left the statistics alone
     g_l, g_r = [b.gradients(n, x, labels, train=True) for b, n in zip((local, remote), nets)]
     assert g_r.loss == g_l.loss
