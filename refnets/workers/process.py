@@ -46,6 +46,23 @@ def describe_exit(returncode: Optional[int]) -> str:
     return f"exited with status {returncode}"
 
 
+PIPE_BYTES = 1 << 20
+F_SETPIPE_SZ = 1031  # Linux's fcntl
+
+
+def widen_pipe(fd: int) -> None:
+    """Makes the worker's answer pipe PIPE_BYTES deep (Linux allows up to
+    /proc/sys/fs/pipe-max-size, 1 MiB by default; the default depth is 64 KiB):
+    a streaming worker then blocks on a busy parent 16 times less often, and runs
+    at most that far ahead of it. Elsewhere, or when refused, the pipe stays as it is."""
+    try:
+        import fcntl
+
+        fcntl.fcntl(fd, F_SETPIPE_SZ, PIPE_BYTES)
+    except (ImportError, OSError):
+        pass
+
+
 class WaitBudget:
     """The seconds a request may wait for its worker in all (None: no limit),
     spent only while waiting for a message."""
@@ -102,6 +119,7 @@ class WorkerProcess:
         except OSError as err:
             raise WorkerConfigError(f"cannot start the {label} worker with {python} ({source}): "
                                     f"{err.strerror or err}; give the path of a python interpreter") from None
+        widen_pipe(self.proc.stdout.fileno())
         self.stderr = StderrTail(self.proc.stderr, f"[{label} worker] ", echo_stderr)
         self.startup_timeout = startup_timeout
         self.hello: Optional[dict] = None
