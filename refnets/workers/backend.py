@@ -3,6 +3,7 @@
     backend = WorkerBackend("mxnet", "/legacy/bin/python")
     net = backend.build(spec)              # a handle; the model lives in the worker
     backend.set_weights(net, weights); out, acts = backend.forward(net, x, capture=paths)
+    out = backend.stream(net, x, paths, sink)   # one message per node, sink(path, array) as each arrives
 
 A net's handle frees the model in the worker when it is garbage-collected (the id
 is queued and sent with the next request: a finalizer must not talk to the
