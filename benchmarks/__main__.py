@@ -35,10 +35,10 @@ import platform
 import sys
 import time
 
-from . import harness, latency, load, startup
+from . import harness_report, latency, load, startup
 from ._common import LOAD_LOG, ROOT, loadavg
 
-SECTIONS = {"latency": latency, "parity": harness, "startup": startup}
+SECTIONS = {"latency": latency, "parity": harness_report, "startup": startup}
 ALIASES = {"memory": "parity", "harness": "parity"}
 README_START, README_END = "<!-- benchmarks:start -->", "<!-- benchmarks:end -->"
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 
 _START = time.perf_counter()  # before anything of refnets or a framework is imported
+_START_CPU = time.process_time()
 
 import json  # noqa: E402
 import sys  # noqa: E402
@@ -26,7 +27,7 @@ def main() -> None:
     elif kind in ("parity", "alone", "baseline"):
         from . import harness
 
-        emit(getattr(harness, f"worker_{kind}")(start=_START, **kwargs))
+        emit(getattr(harness, f"worker_{kind}")(start=_START, start_cpu=_START_CPU, **kwargs))
     else:
         raise SystemExit(f"unknown worker {kind!r}")
 

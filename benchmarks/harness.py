@@ -15,9 +15,18 @@ It is everything only the harness does: importing refnets and parity, seeded
 canonical weights, weight transfer, comparison, localisation (a second forward in
 every backend capturing every node's output), the report.
 
-Section 3. Peak RSS (`ru_maxrss`) of that parity process, against the frameworks'
-baseline (RSS of a fresh process after importing the three backends) plus the
-three native models' weights.
+Both ways a run can go: `in-process` (the library's default: `parity.run` in one
+process) and `workers` (the CLI's default: every backend in a worker process,
+steps side by side). Phase walls come from the run's progress marks (the
+backends' steps overlap in the workers way, and the capturing forwards in both).
+CPU seconds are reported beside the wall: the harness's own work, whatever the
+overlap.
+
+Section 3. Peak memory of that run -- in-process its `ru_maxrss`, with workers the
+sampled peak of the summed RSS of the process tree -- against the frameworks'
+baseline (a fresh process after importing the three backends; with workers the
+tree of the three started workers and the parent) plus the three native models'
+weights.
 """
 
 from __future__ import annotations
@@ -28,6 +37,7 @@ from typing import List, Optional
 from refnets.backends import catalog
 
 from ._common import median, peak_rss_mb, rss_mb
+from .proctree import TreeSampler, tree_rss_mb
 
 MODELS = ("resnet18", "resnet50v2")
 FRAMEWORKS = tuple(name for name, record in catalog.BACKENDS.items() if record.default)  # the frameworks
@@ -35,39 +45,76 @@ BATCH = 2
 SEED = 0
 TARGET_OVERHEAD = 0.10
 TARGET_MEMORY = 1.3  # peak RSS / (frameworks' baseline + three sets of weights)
+MODES = ("in-process", "workers")  # the library's default, the CLI's default
+PHASE_OF_MARK = (("importing", "import"), ("building", "build"), ("setting weights", "weights"),
+                 ("forward in", "forward"), ("capturing", "localise"))
 
 
 # ------------------------------------------------------------------ workers
 
 
-def worker_parity(start: float, model: str, layers: bool = True) -> dict:
+def cpu_seconds(start_cpu: float, children: bool = False) -> float:
+    """CPU seconds of this process since `start_cpu` (`time.process_time()`), plus
+    its waited-for children's (the workers) when `children`."""
+    import os
+
+    total = time.process_time() - start_cpu
+    if children:
+        times = os.times()
+        total += times.children_user + times.children_system
+    return total
+
+
+def phase_walls(marks: List[dict], end: float) -> dict:
+    """Wall seconds of each phase: from its first progress mark to the first mark
+    of the next phase (the last one to `end`)."""
+    starts = []
+    for mark in marks:
+        phase = next((p for prefix, p in PHASE_OF_MARK if mark["message"].startswith(prefix)), None)
+        if phase is not None and phase not in [p for p, _ in starts]:
+            starts.append((phase, mark["t"]))
+    ends = [t for _, t in starts[1:]] + [end]
+    return {phase: stop - begin for (phase, begin), stop in zip(starts, ends)}
+
+
+def worker_parity(start: float, start_cpu: float, model: str, layers: bool = True, mode: str = "in-process") -> dict:
+    from refnets import workers
+
+    sampler = TreeSampler() if mode == "workers" else None
     t = time.perf_counter()
     import parity
     from parity.reports import inference as report
 
     harness_import_s = time.perf_counter() - t
+    workers.set_mode(mode)
     marks = []
 
     def progress(message: str) -> None:
-        marks.append({"t": time.perf_counter() - start, "message": message, "peak_rss_mb": peak_rss_mb()})
+        marks.append({"t": time.perf_counter() - start, "message": message, "peak_rss_mb": peak_rss_mb(),
+                      "peak_tree_mb": None if sampler is None else sampler.peak_mb})
 
     result = parity.run(model, backends=list(FRAMEWORKS), batch=BATCH, seed=SEED, layers=layers, progress=progress)
+    run_end = time.perf_counter() - start
     t = time.perf_counter()
     text = report.text(result, all_nodes=layers)
     report_s = time.perf_counter() - t
     total = time.perf_counter() - start
+    workers.close_all()  # waited for: their CPU time counts in this process's children's
+    peak = peak_rss_mb() if sampler is None else sampler.stop()
     capturing = next((m for m in marks if m["message"].startswith("capturing")), None)
-    return {"model": model, "layers": layers, "total_s": total, "harness_import_s": harness_import_s,
+    before = None if capturing is None else capturing["peak_rss_mb" if sampler is None else "peak_tree_mb"]
+    return {"model": model, "mode": mode, "layers": layers, "total_s": total, "harness_import_s": harness_import_s,
             "setup_s": marks[0]["t"] if marks else None,  # process start .. first backend import
+            "walls": phase_walls(marks, run_end), "cpu_s": cpu_seconds(start_cpu, children=True),
             "report_s": report_s, "report_lines": text.count("\n") + 1,
             "timings": result.timings, "passed": result.passed,
+            "localised": sorted(b for b, r in result.results.items() if r.localisation is not None),
             "max_rel": {b: r.comparison.max_rel for b, r in result.results.items() if r.comparison},
-            "peak_rss_mb": peak_rss_mb(), "rss_end_mb": rss_mb(),
-            "peak_rss_before_localise_mb": capturing["peak_rss_mb"] if capturing else None,
+            "peak_rss_mb": peak, "rss_end_mb": rss_mb(), "peak_rss_before_localise_mb": before,
             "marks": marks}
 
 
-def worker_alone(start: float, framework: str, model: str, mode: str = "default") -> dict:
+def worker_alone(start: float, start_cpu: float, framework: str, model: str, mode: str = "default") -> dict:
     """One framework alone: cold import, build, one forward (batch 2)."""
     import numpy as np
 
@@ -120,17 +167,25 @@ def worker_alone(start: float, framework: str, model: str, mode: str = "default"
     assert out.shape[0] == BATCH
     return {"framework": framework, "model": model, "mode": mode, "threads": threads, "import_s": import_s,
             "refnets_import_s": refnets_import_s, "build_s": build_s, "forward_s": forward_s,
-            "total_s": time.perf_counter() - start, "peak_rss_mb": peak_rss_mb()}
+            "total_s": time.perf_counter() - start, "cpu_s": cpu_seconds(start_cpu), "peak_rss_mb": peak_rss_mb()}
 
 
-def worker_baseline(start: float) -> dict:
-    """RSS after importing the three backends (so the three frameworks), nothing built."""
-    from refnets import backends
+def worker_baseline(start: float, start_cpu: float, mode: str = "in-process") -> dict:
+    """RSS after importing the three backends (so the three frameworks), nothing
+    built: in this process, or (`workers`) in three started workers plus this one."""
+    import os
 
+    from refnets import backends, workers
+
+    workers.set_mode(mode)
     t = time.perf_counter()
+    workers.prestart(FRAMEWORKS)
     for name in FRAMEWORKS:
-        backends.get(name)
-    return {"import_s": time.perf_counter() - t, "rss_mb": rss_mb(), "peak_rss_mb": peak_rss_mb()}
+        backends.get(name).versions()  # a worker: waits for its hello
+    result = {"mode": mode, "import_s": time.perf_counter() - t, "rss_mb": tree_rss_mb(os.getpid()),
+              "peak_rss_mb": peak_rss_mb()}
+    workers.close_all()
+    return result
 
 
 # ------------------------------------------------------------------ in the parent
@@ -151,78 +206,89 @@ def run(quick: bool, log) -> dict:
     log("parity: warm-up process (page cache), then baseline memory")
     worker("baseline")
     raw = {"parity": [], "alone": [], "baseline": [], "errors": []}
+
+    def record(kind: str, result: dict, label: str) -> bool:
+        if "error" in result:
+            raw["errors"].append(result["error"])
+            log("  " + result["error"])
+            return False
+        raw[kind].append(result)
+        log(label)
+        return True
+
     for rep in range(repeats):
-        result = worker("baseline")
-        (raw["errors"] if "error" in result else raw["baseline"]).append(result.get("error", result))
+        for mode in MODES:
+            result = worker("baseline", mode=mode)
+            record("baseline", result, f"  [{rep + 1}/{repeats}] baseline {mode}: {result.get('rss_mb', 0):.0f} MB")
         for model in MODELS:
-            result = worker("parity", timeout=900, model=model, layers=True)
-            if "error" in result:
-                raw["errors"].append(result["error"])
-                log("  " + result["error"])
-            else:
-                raw["parity"].append(result)
-                log(f"  [{rep + 1}/{repeats}] parity {model}: {result['total_s']:.1f}s, "
-                    f"peak {result['peak_rss_mb']:.0f} MB, passed={result['passed']}")
+            for mode in MODES:
+                result = worker("parity", timeout=900, model=model, layers=True, mode=mode)
+                record("parity", result, f"  [{rep + 1}/{repeats}] parity {model} {mode}: "
+                       f"{result.get('total_s', 0):.1f}s, cpu {result.get('cpu_s', 0):.1f}s, "
+                       f"peak {result.get('peak_rss_mb', 0):.0f} MB, passed={result.get('passed')}")
             for framework in FRAMEWORKS:
-                for mode in _alone_modes(framework):
-                    result = worker("alone", framework=framework, model=model, mode=mode)
-                    if "error" in result:
-                        raw["errors"].append(result["error"])
-                        log("  " + result["error"])
-                        continue
-                    raw["alone"].append(result)
-                    log(f"  [{rep + 1}/{repeats}] {framework:5s} {mode:8s} alone {model}: import "
-                        f"{result['import_s']:.2f}s build {result['build_s']:.2f}s forward {result['forward_s']:.2f}s")
-    return {"repeats": repeats, "batch": BATCH, "target_overhead": TARGET_OVERHEAD,
-            "models": {m: summarise(m, raw) for m in MODELS},
-            "baseline": {"rss_mb": median([b["rss_mb"] for b in raw["baseline"]]),
-                         "import_s": median([b["import_s"] for b in raw["baseline"]])},
+                for way in _alone_modes(framework):
+                    result = worker("alone", framework=framework, model=model, mode=way)
+                    record("alone", result, f"  [{rep + 1}/{repeats}] {framework:5s} {way:8s} alone {model}: import "
+                           f"{result.get('import_s', 0):.2f}s build {result.get('build_s', 0):.2f}s "
+                           f"forward {result.get('forward_s', 0):.2f}s")
+    return {"repeats": repeats, "batch": BATCH, "target_overhead": TARGET_OVERHEAD, "modes": list(MODES),
+            "models": {m: {mode: summarise(m, raw, mode) for mode in MODES} for m in MODELS},
+            "baseline": {mode: {"rss_mb": median([b["rss_mb"] for b in raw["baseline"] if b["mode"] == mode]),
+                                "import_s": median([b["import_s"] for b in raw["baseline"] if b["mode"] == mode])}
+                         for mode in MODES},
             "raw": raw, "errors": raw["errors"]}
 
 
-def _phase_sum(run: dict, phase: str) -> float:
-    return sum(run["timings"].get(phase, {}).values())
-
-
-def summarise(model: str, raw: dict) -> Optional[dict]:
-    runs = [r for r in raw["parity"] if r["model"] == model]
-    if not runs:
-        return None
-    phases = ("import", "build", "weights", "forward", "compare", "localise")
-    parity = {p: median([_phase_sum(r, p) for r in runs]) for p in phases}
-    parity.update({
-        "total": median([r["total_s"] for r in runs]),
-        "setup": median([r["setup_s"] for r in runs]),  # refnets/parity import, spec, seeded weights
-        "report": median([r["report_s"] for r in runs]),
-        "per_backend": {p: {b: median([r["timings"].get(p, {}).get(b) for r in runs]) for b in FRAMEWORKS}
-                        for p in phases}})
+def alone_parts(model: str, raw: dict) -> dict:
+    """Each framework alone: medians of import, build, refnets import, peak and CPU
+    over its runs, and its fastest ordinary forward."""
     alone = {}
     for framework in FRAMEWORKS:
         mine = [a for a in raw["alone"] if a["model"] == model and a["framework"] == framework]
         if not mine:
             continue
-        modes = {mode: median([a["forward_s"] for a in mine if a["mode"] == mode])
-                 for mode in _alone_modes(framework) if any(a["mode"] == mode for a in mine)}
+        modes = {way: median([a["forward_s"] for a in mine if a["mode"] == way])
+                 for way in _alone_modes(framework) if any(a["mode"] == way for a in mine)}
         best = min(modes, key=modes.get)
         # Import and build are the same work in every mode: medians over all of them.
         alone[framework] = {**{k: median([a[k] for a in mine])
                                for k in ("import_s", "build_s", "refnets_import_s", "peak_rss_mb")},
+                            "cpu_s": median([a["cpu_s"] for a in mine if a["mode"] == best]),
                             "forward_s": modes[best], "mode": best, "forward_by_mode": modes}
-    irreducible = {p: sum(a[f"{p}_s"] for a in alone.values()) for p in ("import", "build", "forward")}
-    irreducible["total"] = sum(irreducible.values())
+    return alone
+
+
+def summarise(model: str, raw: dict, mode: str) -> Optional[dict]:
+    runs = [r for r in raw["parity"] if r["model"] == model and r["mode"] == mode]
+    if not runs:
+        return None
+    phases = ("import", "build", "weights", "forward", "localise")
+    parity = {p: median([r["walls"].get(p, 0.0) for r in runs]) for p in phases}
+    parity.update({
+        "total": median([r["total_s"] for r in runs]), "cpu": median([r["cpu_s"] for r in runs]),
+        "setup": median([r["setup_s"] for r in runs]),  # refnets/parity import, spec
+        "report": median([r["report_s"] for r in runs]),
+        "per_backend": {p: {b: median([r["timings"].get(p, {}).get(b) for r in runs]) for b in FRAMEWORKS}
+                        for p in phases}})
+    alone = alone_parts(model, raw)
+    irreducible = {p: sum(a[f"{p}_s"] for a in alone.values()) for p in ("import", "build", "forward", "cpu")}
+    irreducible["total"] = sum(irreducible[p] for p in ("import", "build", "forward"))
     total = parity["total"]
     overhead = total - irreducible["total"]
     # The same run without the forced localisation (what a run whose backends all agree does by default).
     without = total - parity["localise"]
     overhead_without = without - irreducible["total"]
-    return {"parity": parity, "alone": alone, "irreducible": irreducible,
+    return {"mode": mode, "parity": parity, "alone": alone, "irreducible": irreducible,
             "overhead_s": overhead, "overhead_frac": overhead / total,
+            "cpu_overhead_s": parity["cpu"] - irreducible["cpu"],
+            "cpu_overhead_frac": (parity["cpu"] - irreducible["cpu"]) / parity["cpu"],
             "overhead_without_localise_s": overhead_without, "overhead_without_localise_frac": overhead_without / without,
-            "passed": all(r["passed"] for r in runs), "max_rel": runs[0]["max_rel"],
-            "memory": memory(model, runs, raw)}
+            "passed": all(r["passed"] for r in runs), "localised": runs[0]["localised"], "max_rel": runs[0]["max_rel"],
+            "memory": memory(model, runs, [b for b in raw["baseline"] if b["mode"] == mode])}
 
 
-def memory(model: str, runs: List[dict], raw: dict) -> dict:
+def memory(model: str, runs: List[dict], baselines: List[dict]) -> dict:
     import refnets
     from parity.engine.localise import capture_paths
 
@@ -230,7 +296,7 @@ def memory(model: str, runs: List[dict], raw: dict) -> dict:
     weights_mb = refnets.counts(spec).total * 4 / 2 ** 20
     infos = refnets.infer(spec)
     captured_mb = sum(_size(infos[p].out_shape) for p in capture_paths(spec)) * BATCH * 4 / 2 ** 20
-    baseline = median([b["rss_mb"] for b in raw["baseline"]])
+    baseline = median([b["rss_mb"] for b in baselines])
     peak = median([r["peak_rss_mb"] for r in runs])
     before = median([r["peak_rss_before_localise_mb"] for r in runs])
     expected = None if baseline is None else baseline + 3 * weights_mb
@@ -246,117 +312,3 @@ def _size(shape) -> int:
     for d in shape:
         n *= d
     return n
-
-
-# ------------------------------------------------------------------ report
-
-
-def verdicts(section: dict) -> List[dict]:
-    out = []
-    for model, s in section["models"].items():
-        if s is None:
-            continue
-        out.append({"what": f"parity {model} (layers=True): harness overhead",
-                    "value": s["overhead_frac"], "target": f"<= {TARGET_OVERHEAD:.0%}",
-                    "met": s["overhead_frac"] <= TARGET_OVERHEAD, "percent": True,
-                    "also": f"without localisation {s['overhead_without_localise_frac']:.1%}"})
-        mem = s["memory"]
-        if mem.get("peak_over_expected") is not None:
-            out.append({"what": f"parity {model} (layers=True): peak memory / expected",
-                        "value": mem["peak_over_expected"], "target": f"<= {TARGET_MEMORY}",
-                        "met": mem["peak_over_expected"] <= TARGET_MEMORY,
-                        "also": f"{mem['peak_rss_mb']:.0f} MiB of {mem['expected_mb']:.0f} expected" + (
-                            "" if mem["before_localise_over_expected"] is None else
-                            f"; before the localisation {mem['before_localise_over_expected']:.2f}x")})
-    return out
-
-
-def markdown(section: dict) -> List[str]:
-    lines = [
-        "### 2. The parity run against its irreducible parts",
-        "",
-        f"`parity.run(model, backends=torch,mxnet,keras, layers=True)` at 224x224, batch {section['batch']}, "
-        "plus the text report, in a fresh process; against each framework alone in a fresh process "
-        "(cold import, build the same native model, one forward on its ordinary path: the faster of Keras's "
-        f"compiled and eager first call, of torch's default and one-thread pool). Seconds, medians of "
-        f"{section['repeats']} runs; "
-        "interpreter start-up excluded on both sides. Overhead = parity run - sum of the frameworks' "
-        "import + build + forward.",
-        "",
-    ]
-    models = {m: s for m, s in section["models"].items() if s is not None}
-    if not models:
-        return lines + ["No result.", ""] + [f"Error: `{e}`" for e in section.get("errors", [])]
-    header = "| phase | " + " | ".join(f"{m} parity | {m} alone" for m in models) + " |"
-    lines += [header, "|---|" + "---|---|" * len(models)]
-
-    def row(label, parity_key=None, alone_key=None, parity_value=None):
-        cells = []
-        for s in models.values():
-            p = s["parity"][parity_key] if parity_key else parity_value(s) if parity_value else None
-            a = s["irreducible"][alone_key] if alone_key else None
-            cells += ["-" if p is None else f"{p:.2f}", "-" if a is None else f"{a:.2f}"]
-        lines.append(f"| {label} | " + " | ".join(cells) + " |")
-
-    row("refnets/parity import, spec, seeded weights", "setup")
-    row("framework import (3)", "import", "import")
-    row("build (3)", "build", "build")
-    row("weight transfer (3)", "weights")
-    row("forward (3)", "forward", "forward")
-    row("compare (2)", "compare")
-    row("localisation (3 capturing forwards + per-node compare)", "localise")
-    row("report", "report")
-    row("**total**", "total", "total")
-    cells = []
-    for s in models.values():
-        cells += [f"**{s['overhead_s']:.2f} s = {s['overhead_frac']:.1%}**", ""]
-    lines.append("| **harness overhead** | " + " | ".join(cells) + " |")
-    cells = []
-    for s in models.values():
-        cells += [f"{s['overhead_without_localise_s']:.2f} s = {s['overhead_without_localise_frac']:.1%}", ""]
-    lines.append("| overhead without the localisation | " + " | ".join(cells) + " |")
-    lines += ["", "Per backend (parity run, s): " + "; ".join(
-        f"{m}: " + ", ".join(f"{p} " + "/".join(f"{v:.2f}" if v is not None else "-" for v in s["parity"]["per_backend"][p].values())
-                             for p in ("import", "build", "weights", "forward", "localise"))
-        for m, s in models.items()) + " (torch/mxnet/keras).",
-        "",
-        "MXNet initialises a built model asynchronously: in the parity run the tail of its build's "
-        "initialisation is counted in *weight transfer* (the first `set_data` waits for it); alone, the build "
-        "waits for it (`mx.nd.waitall()`).",
-        "",
-        "Importing mxnet sets the OpenMP pool that torch shares to one thread, so in the parity run torch "
-        "computes on one thread; alone, its forward is timed with its default thread count and with one "
-        "thread, and the faster counts.",
-        "",
-        "Alone (s): " + "; ".join(
-            f"{m}: " + ", ".join(
-                f"{f} {a['import_s']:.2f}+{a['build_s']:.2f}+{a['forward_s']:.2f}"
-                + (f" (forward {a['mode']}; " + ", ".join(f"{k} {v:.2f}" for k, v in a["forward_by_mode"].items()) + ")"
-                   if len(a["forward_by_mode"]) > 1 else "")
-                for f, a in s["alone"].items())
-            for m, s in models.items()) + " (import + build + forward).",
-        ""]
-    lines += [
-        "### 3. Peak memory of the parity run",
-        "",
-        "Peak RSS (`ru_maxrss`) of the parity process above, against the frameworks' baseline (RSS of a fresh "
-        "process after importing the three backends) plus the three native models' weights (float32, BatchNorm "
-        "statistics included). MiB.",
-        "",
-        "| model | baseline | + 3 x weights | = expected | peak before localisation | peak | peak / expected | "
-        "captured activations per backend |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
-    for m, s in models.items():
-        mem = s["memory"]
-        lines.append(f"| {m} | {mem['baseline_rss_mb']:.0f} | {mem['weights_mb_three']:.0f} | {mem['expected_mb']:.0f} | "
-                     f"{mem['peak_before_localise_mb']:.0f} ({mem['before_localise_over_expected']:.2f}x) | "
-                     f"{mem['peak_rss_mb']:.0f} | {mem['peak_over_expected']:.2f}x | "
-                     f"{mem['captured_activations_mb_per_backend']:.0f} |")
-    lines += ["", "The localisation holds every node's output (batch 2, float32) of the reference and of the "
-              "backend being compared, one backend at a time; the right-hand column is one such set. Captures are "
-              "not copied where the framework's own memory can be used (torch tensors, views of Keras's NHWC "
-              "outputs); MXNet's are copied once per NDArray."]
-    for error in section.get("errors", []):
-        lines.append(f"\nError: `{error}`")
-    return lines + [""]

@@ -35,6 +35,7 @@ import time
 from typing import Dict, List
 
 from ._common import ROOT, child_env, loadavg
+from .proctree import descendants, status_kb
 
 WAYS = ("in-process/before", "in-process", "workers")
 # The parity process: torch's thread count reported at exit; for the "before" way
@@ -50,34 +51,6 @@ CHILD = ("import sys, runpy, atexit\n"
          "atexit.register(report)\n"
          "sys.argv = ['parity'] + sys.argv[2:]\n"
          "runpy.run_module('parity', run_name='__main__')\n")
-
-
-def status_kb(pid: int, field: str) -> int:
-    try:
-        with open(f"/proc/{pid}/status") as handle:
-            for line in handle:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
-
-
-def descendants(root: int) -> List[int]:
-    """`root` and every process below it (from /proc/*/stat parent ids)."""
-    parents: Dict[int, int] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as handle:
-                    parents[int(entry)] = int(handle.read().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-    tree, frontier = [root], [root]
-    while frontier:
-        frontier = [pid for pid, parent in parents.items() if parent in frontier]
-        tree += frontier
-    return tree
 
 
 def command(way: str, model: str, backends: str, layers: bool, out: str) -> List[str]:

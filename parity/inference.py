@@ -10,11 +10,12 @@ from refnets import spec as S
 from refnets import weights as W
 
 from .engine.config import (canonical_weights, check_batch, check_dtype, resolve_backends, resolve_model,
-                            resolve_tolerance, seeded_input)
+                            resolve_tolerance, seeded_input, seeded_weights_in_background)
 from .engine.header import Progress, progress_or_quiet
-from .engine.session import (ParityResult, build_and_load, compare_all, forward_all, import_backends,
+from .engine.session import (ParityResult, build_all, compare_all, forward_all, import_backends, load_all,
                              localise_all)
 from .engine.tolerances import tolerance
+from .outputs import check_output_path
 
 
 def run(model: Union[str, S.ModelSpec], backends: Optional[Sequence[str]] = None, reference: Optional[str] = None,
@@ -37,11 +38,19 @@ def run(model: Union[str, S.ModelSpec], backends: Optional[Sequence[str]] = None
     result = ParityResult(model=spec.name, backends=chosen, reference=chosen[0], dtype=dtype,
                           input_shape=tuple(spec.input_shape), batch=batch, seed=seed, rtol=rtol, atol=atol,
                           options=dict(spec.options), tf32=tf32)
-    canonical = canonical_weights(spec, weights, seed, dtype)
+    # Given weights are read and checked before anything is imported; seeded ones are
+    # drawn on another core while the frameworks import.
+    given = None if weights is None else canonical_weights(spec, weights, seed, dtype)
+    seeded = seeded_weights_in_background(spec, seed, dtype) if given is None else None
+    if save_weights:
+        check_output_path(save_weights, "save_weights")
+    impls = import_backends(result, chosen, say)
+    nets = build_all(result, spec, impls, say)
+    canonical = given if given is not None else seeded()
+    del given
     if save_weights:
         W.save(save_weights, canonical)
-    impls = import_backends(result, chosen, say)
-    nets = build_and_load(result, spec, impls, canonical, say)
+    load_all(result, impls, nets, canonical, say)
     del canonical  # every backend holds its own copy now: not kept through the forwards and the localisation
     x = seeded_input(seed, batch, spec.input_shape, dtype)
     outputs = forward_all(result, impls, nets, x, say)

@@ -111,28 +111,63 @@ def import_backends(result, chosen: List[str], say: Progress) -> Dict[str, objec
     return impls
 
 
-def build_and_load(result, spec, impls, canonical, say: Progress) -> Dict[str, object]:
+def each_backend(impls, names, step, say: Progress) -> None:
+    """`step(name)` for every backend in `names`: side by side when all of them
+    live in worker processes (the parent only waits on their pipes, and their
+    frameworks use cores of their own), else one after another."""
+    names = list(names)
+    if len(names) > 1 and all(isinstance(impls[name], workers.WorkerBackend) for name in names):
+        run_side_by_side({name: (lambda name=name: step(name)) for name in names})
+    else:
+        for name in names:
+            step(name)
+
+
+def build_all(result, spec, impls, say: Progress) -> Dict[str, object]:
+    """Each backend's native model (Gluon's and Keras's own initial weights)."""
     nets = {}
-    for name, impl in impls.items():
+
+    def build(name: str) -> None:
         with isolated(result, name, say):
             say(f"building {spec.name} in {name}")
             with timed(result, "build", name):
-                net = impl.build(spec, dtype=result.dtype)
-            result.param_counts[name] = impl.count_params(net)
+                net = impls[name].build(spec, dtype=result.dtype)
+            result.param_counts[name] = impls[name].count_params(net)
+            nets[name] = net
+
+    each_backend(impls, impls, build, say)
+    return {name: nets[name] for name in impls if name in nets}
+
+
+def load_all(result, impls, nets, canonical, say: Progress) -> None:
+    """The canonical weights into every built model; a backend that fails is left out."""
+    def load(name: str) -> None:
+        with isolated(result, name, say):
             say(f"setting weights in {name}")
             with timed(result, "weights", name):
-                impl.set_weights(net, canonical)
-            nets[name] = net
+                impls[name].set_weights(nets[name], canonical)
+
+    each_backend(impls, list(nets), load, say)
+    for name in [n for n in nets if n in getattr(result, "failures", {})]:
+        del nets[name]
+
+
+def build_and_load(result, spec, impls, canonical, say: Progress) -> Dict[str, object]:
+    nets = build_all(result, spec, impls, say)
+    load_all(result, impls, nets, canonical, say)
     return nets
 
 
 def forward_all(result, impls, nets, x, say: Progress) -> Dict[str, np.ndarray]:
     outputs = {}
-    for name in [n for n in impls if n in nets]:
+
+    def forward(name: str) -> None:
         say(f"forward in {name}")
         with isolated(result, name, say), timed(result, "forward", name):
             outputs[name], _ = impls[name].forward(nets[name], x)
-    return outputs
+
+    each_backend(impls, [n for n in impls if n in nets], forward, say)
+    return {name: outputs[name] for name in impls if name in outputs}
 
 
 def compare_all(result: ParityResult, outputs: Dict[str, np.ndarray]) -> None:

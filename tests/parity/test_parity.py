@@ -109,8 +109,8 @@ def test_nan_never_passes(monkeypatch, capsys, tmp_path):
     impl = backends.get(INSTALLED[1])
     original = impl.forward
 
-    def forward(model, x, capture=()):
-        out, acts = original(model, x, capture)
+    def forward(model, x, capture=(), train=False):
+        out, acts = original(model, x, capture, train)
         return out * np.nan, acts
 
     monkeypatch.setattr(impl, "forward", forward)
