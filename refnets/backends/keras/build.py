@@ -6,7 +6,11 @@ Every layer that realises a spec node is named by the node's dotted path;
 helper layers are named `<path>_pad` (explicit padding) and `<path>_chw` (the
 transpose before a Flatten). A Sequential or Identity node has no layer of its
 own: its output is the tensor of its last child or its input. A Shared node has
-none either: it calls its target's layers (the same objects) once more."""
+none either: it calls its target's layers (the same objects) once more.
+
+The build also records, per node, the layer objects that realise it (`Bindings.steps`),
+so `execute` can run the model eagerly over the spec without a second copy of
+the node -> layer logic."""
 
 from __future__ import annotations
 
@@ -113,7 +117,7 @@ def _identity(node, info, x, name: str, dtype: str):
 
 @CONVERTERS.register(S.Shared)
 def _shared(node: S.Shared, info, x, name: str, dtype: str, target: Tuple):
-    """No layer of its own: the target's layers (`applied_layers`), called again."""
+    """No layer of its own: the target's layers (its recorded step), called again."""
     for layer in target:
         x = layer(x)
     return x
@@ -130,33 +134,40 @@ def applied_layers(x, out) -> Tuple:
     return tuple(reversed(chain))
 
 
-def _merge(node: S.Parallel, outs: List, name: str, dtype: str):
-    if len(outs) == 1:
-        layer = keras.layers.Identity(dtype=dtype, name=name)
-        return layer(outs[0])
+def merge_input(outs: List):
+    """What a Parallel's merge layer is called with: the lone branch's output, or
+    the list of them (used by the build and by `execute` alike)."""
+    return outs[0] if len(outs) == 1 else outs
+
+
+def _merge_layer(node: S.Parallel, branches: int, name: str, dtype: str):
+    if branches == 1:
+        return keras.layers.Identity(dtype=dtype, name=name)
     if node.merge == "add":
-        return keras.layers.Add(dtype=dtype, name=name)(outs)
-    return keras.layers.Concatenate(axis=-1, dtype=dtype, name=name)(outs)  # channels, maps or vectors
+        return keras.layers.Add(dtype=dtype, name=name)
+    return keras.layers.Concatenate(axis=-1, dtype=dtype, name=name)  # channels, maps or vectors
 
 
-def _emit(node: S.Node, path: str, x, infos: Dict[str, shapes.NodeInfo], dtype: str, tensors: Dict, built: Dict):
+def _emit(node: S.Node, path: str, x, infos: Dict[str, shapes.NodeInfo], dtype: str, tensors: Dict, steps: Dict):
     """Add the layers of `node` (at `path`) on input `x`; record every node's
-    output tensor in `tensors` and every parameterised leaf's layers in `built`
-    (path -> layers, for a Shared node's converter) by path; return the node's output."""
+    output tensor in `tensors` and the layers realising it in `steps` by path
+    (a leaf's or Shared node's chain, padding and transpose helpers included; a
+    Parallel's merge layer, as a 1-tuple; a Sequential has none); return the
+    node's output. A Shared node's converter reuses its target's recorded chain."""
     name = path or ROOT_NAME
     if isinstance(node, S.Sequential):
         for index, child in enumerate(node.children):
-            x = _emit(child, S.join(path, S.child_segment(child, index)), x, infos, dtype, tensors, built)
+            x = _emit(child, S.join(path, S.child_segment(child, index)), x, infos, dtype, tensors, steps)
     elif isinstance(node, S.Parallel):
-        outs = [_emit(b, S.join(path, S.child_segment(b, i)), x, infos, dtype, tensors, built)
+        outs = [_emit(b, S.join(path, S.child_segment(b, i)), x, infos, dtype, tensors, steps)
                 for i, b in enumerate(node.branches)]
-        x = _merge(node, outs, name, dtype)
-    elif isinstance(node, S.Shared):
-        x = CONVERTERS.convert(node, infos[path], x, name, dtype, target=built[node.target])
+        merge = _merge_layer(node, len(outs), name, dtype)
+        steps[path] = (merge,)
+        x = merge(merge_input(outs))
     else:
-        out = CONVERTERS.convert(node, infos[path], x, name, dtype)
-        if rules.has_params(node):
-            built[path] = applied_layers(x, out)
+        target = {"target": steps[node.target]} if isinstance(node, S.Shared) else {}
+        out = CONVERTERS.convert(node, infos[path], x, name, dtype, **target)
+        steps[path] = target["target"] if target else applied_layers(x, out)
         x = out
     tensors[path] = x
     return x
@@ -176,11 +187,13 @@ def _check_shapes(model: S.ModelSpec, infos: Dict[str, shapes.NodeInfo], tensors
 
 class Bindings:
     """What the backend keeps on a built model (a plain object, so Keras does
-    not track it): the spec, each node's output tensor, the compiled runners."""
+    not track it): the spec, each node's output tensor and layers (`steps`, see
+    `_emit`), the compiled forwards by mode and the modes run eagerly once."""
 
-    def __init__(self, spec: S.ModelSpec, dtype: str, tensors: Dict):
-        self.spec, self.dtype, self.tensors = spec, dtype, tensors
-        self.runners: Dict[Tuple[str, ...], tuple] = {}
+    def __init__(self, spec: S.ModelSpec, dtype: str, tensors: Dict, steps: Dict[str, Tuple]):
+        self.spec, self.dtype, self.tensors, self.steps = spec, dtype, tensors, steps
+        self.compiled: Dict[bool, object] = {}
+        self.ran_eagerly: set = set()
 
 
 def build(model: S.ModelSpec, dtype: str = "float32") -> keras.Model:
@@ -192,11 +205,12 @@ def build(model: S.ModelSpec, dtype: str = "float32") -> keras.Model:
     c, h, w = model.input_shape
     inputs = keras.Input((h, w, c), dtype=dtype, name=INPUT_NAME)
     tensors: Dict[str, object] = {}
-    outputs = _emit(model.root, "", inputs, infos, dtype, tensors, {})
+    steps: Dict[str, Tuple] = {}
+    outputs = _emit(model.root, "", inputs, infos, dtype, tensors, steps)
     _check_shapes(model, infos, tensors)
     net = keras.Model(inputs, outputs, name=model.name)
     net.refnets_spec = model
-    net._refnets = Bindings(model, dtype, tensors)
+    net._refnets = Bindings(model, dtype, tensors, steps)
     return net
 
 

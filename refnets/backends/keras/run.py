@@ -1,48 +1,33 @@
-"""Forward with per-node capture (compiled plain forward, eager capturing forward),
-gradients and training steps of a built Keras model; channels-first numpy in and out."""
+"""Forward with per-node capture, streaming forward, gradients and training steps
+of a built Keras model; channels-first numpy in and out. Capturing and streaming
+forwards, and a model's first plain forward, run eagerly over the spec
+(`execute`); later plain forwards a compiled `tf.function`."""
 
 from __future__ import annotations
 
-from typing import Dict, List, Sequence, Tuple
+import weakref
+from typing import Callable, Dict, List, Sequence, Tuple, TypeVar
 
 import numpy as np
 
 from ... import shapes
 from ..base import Gradients, heavy_ball_momentum
+from . import execute
 from .build import Bindings, bindings_of
 from .framework import keras, ops, tf
 from .weights import parameter_slots, to_canonical
 
+T = TypeVar("T")
 
-def _runner(model: keras.Model, capture: Tuple[str, ...], train: bool = False):
-    """(function NHWC -> tuple of tensors, index of each requested path in that
-    tuple); the model output is path "". Compiled (`tf.function`) for the plain
-    forward; eager for a capturing one, which parity runs once per model: tracing
-    a graph with every node's output as an output took longer than the forward
-    (ResNet50V2: 2.4 CPU s traced against 1.4 eager). Cached per capture set and
-    mode. Paths sharing a tensor (a Sequential and its last child) share an output."""
+
+def _compiled(model: keras.Model, train: bool):
+    """The plain forward as a `tf.function` (NHWC -> NHWC), one per mode, cached
+    on the model; its first call traces it."""
     bindings = bindings_of(model)
-    key = ("",) + capture
-    if (train, key) not in bindings.runners:
-        tensors, index = [], {}
-        for path in key:
-            tensor = bindings.tensors[path]
-            position = next((i for i, t in enumerate(tensors) if t is tensor), None)
-            if position is None:
-                position = len(tensors)
-                tensors.append(tensor)
-            index[path] = position
-        net = keras.Model(model.inputs, tensors, name=f"{model.name}_capture") if len(key) > 1 else model
-
-        def run(x):
-            outs = net(x, training=train)
-            return tuple(outs) if isinstance(outs, (list, tuple)) else (outs,)
-
-        if not capture:  # a capturing forward runs eagerly: tracing every node's output costs more than it saves
-            signature = tf.TensorSpec((None,) + tuple(model.inputs[0].shape[1:]), bindings.dtype)
-            run = tf.function(run, input_signature=[signature])
-        bindings.runners[(train, key)] = (run, index)
-    return bindings.runners[(train, key)]
+    if train not in bindings.compiled:
+        signature = tf.TensorSpec((None,) + tuple(model.inputs[0].shape[1:]), bindings.dtype)
+        bindings.compiled[train] = tf.function(lambda x: model(x, training=train), input_signature=[signature])
+    return bindings.compiled[train]
 
 
 def _channels_first(array: np.ndarray) -> np.ndarray:
@@ -63,34 +48,100 @@ def _moving_statistics(model: keras.Model) -> List[keras.Variable]:
     return [var for name, (var, _) in parameter_slots(model).items() if name.rsplit(".", 1)[-1] in shapes.BN_STATISTICS]
 
 
+def _restoring_statistics(model: keras.Model, train: bool, call: Callable[[], T]) -> T:
+    """`call()`, the model's moving statistics as they were afterwards when
+    `train` (a training-mode call updates them; `forward` must not)."""
+    statistics = _moving_statistics(model) if train else []
+    saved = [ops.convert_to_numpy(var) for var in statistics]
+    try:
+        return call()
+    finally:
+        for var, value in zip(statistics, saved):
+            var.assign(value)
+
+
+def _checked_capture(bindings: Bindings, capture: Sequence[str]) -> Tuple[str, ...]:
+    capture = tuple(dict.fromkeys(capture))
+    unknown = [p for p in capture if p not in bindings.tensors]
+    if unknown:
+        raise KeyError(f"no node(s) {unknown} in the model")
+    return capture
+
+
+def _plain(model: keras.Model, bindings: Bindings, batch: tf.Tensor, train: bool) -> tf.Tensor:
+    """The output of a forward without captures: eagerly over the spec on the
+    model's first call in a mode (tracing costs more than the call itself:
+    ResNet50V2 at batch 2, see the README), compiled from the second on."""
+    if train not in bindings.ran_eagerly:
+        bindings.ran_eagerly.add(train)
+        return execute.run(bindings, batch, train, lambda path, tensor: None)
+    return _compiled(model, train)(batch)
+
+
+class _Arrays:
+    """Channels-first numpy arrays of eager NHWC tensors, one per tensor while it
+    lives: paths sharing a tensor (a Sequential and its last child, which
+    `execute` visits in a row) share one array. `.numpy()` copies the tensor's
+    buffer, so the array never aliases memory TensorFlow may reuse; the channels-first
+    view of that copy costs nothing more (a transposing copy of every node cost
+    as much as the capturing forward itself). Only weak references are kept, so
+    neither the tensor nor an array the caller dropped is held here."""
+
+    def __init__(self):
+        self._tensor = self._array = lambda: None
+
+    def __call__(self, tensor) -> np.ndarray:
+        array = self._array() if self._tensor() is tensor else None
+        if array is None:
+            array = _channels_first_view(tensor.numpy())
+            self._tensor, self._array = weakref.ref(tensor), weakref.ref(array)
+        return array
+
+
 def forward(model: keras.Model, x: np.ndarray, capture: Sequence[str] = (),
             train: bool = False) -> Tuple[np.ndarray, Dict[str, np.ndarray]]:
     """Forward of a channels-first batch, in inference mode or (`train`) in
     training mode (BatchNorm on batch statistics; the moving statistics are
     restored afterwards, so the model is unchanged); optionally the outputs of
-    the spec nodes named in `capture` (channels-first). The plain forward runs a
-    compiled function cached per mode (the first call traces it); a capturing
-    forward runs eagerly."""
+    the spec nodes named in `capture` (channels-first views). A capturing
+    forward, and the first plain one in a mode, run eagerly over the spec
+    (`execute`); later plain forwards run a compiled function."""
     bindings = bindings_of(model)
-    capture = tuple(dict.fromkeys(capture))
-    unknown = [p for p in capture if p not in bindings.tensors]
-    if unknown:
-        raise KeyError(f"no node(s) {unknown} in the model")
+    capture = _checked_capture(bindings, capture)
     batch = _nhwc_batch(bindings, x)
-    run, index = _runner(model, capture, train)
-    statistics = _moving_statistics(model) if train else []
-    saved = [ops.convert_to_numpy(var) for var in statistics]
-    try:
-        outs = run(batch)
-    finally:
-        for var, value in zip(statistics, saved):
-            var.assign(value)
-    arrays = [out.numpy() for out in outs]
-    # The captures are channels-first views of the NHWC arrays, not copies: a
-    # transposing copy of every node's output cost as much as the capturing
-    # forward itself, and paths sharing a tensor (a Sequential and its last
-    # child) share one array. Nothing writes to them.
-    return _channels_first(arrays[index[""]]), {path: _channels_first_view(arrays[index[path]]) for path in capture}
+    if not capture:
+        out = _restoring_statistics(model, train, lambda: _plain(model, bindings, batch, train))
+        return _channels_first(out.numpy()), {}
+    acts: Dict[str, np.ndarray] = {}
+    wanted, arrays = set(capture), _Arrays()
+
+    def keep(path: str, tensor) -> None:
+        if path in wanted:
+            acts[path] = arrays(tensor)
+
+    out = _restoring_statistics(model, train, lambda: execute.run(bindings, batch, train, keep))
+    return _channels_first(out.numpy()), {path: acts[path] for path in capture}
+
+
+def stream(model: keras.Model, x: np.ndarray, capture: Sequence[str], sink: Callable[[str, np.ndarray], None],
+           train: bool = False) -> np.ndarray:
+    """The output of a forward (as `forward`) that hands each node in `capture`
+    to `sink(path, activation)` as soon as it is computed, in the spec's
+    execution order, once per path: a channels-first view of a copy of the
+    node's output, which the sink may keep (nothing writes to it) or drop,
+    freeing it; the backend keeps no reference to it."""
+    bindings = bindings_of(model)
+    wanted = set(_checked_capture(bindings, capture))
+    batch = _nhwc_batch(bindings, x)
+    arrays = _Arrays()
+
+    def hand_over(path: str, tensor) -> None:
+        if path in wanted:
+            wanted.discard(path)
+            sink(path, arrays(tensor))
+
+    out = _restoring_statistics(model, train, lambda: execute.run(bindings, batch, train, hand_over))
+    return _channels_first(out.numpy())
 
 
 def _channels_first_view(array: np.ndarray) -> np.ndarray:
