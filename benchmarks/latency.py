@@ -102,7 +102,7 @@ def plan(quick: bool) -> List[dict]:
 
 
 def repeats(quick: bool) -> dict:
-    return {"warmup": 1 if quick else 2, "repeats": {"1": 5 if quick else 40, "16": 2 if quick else 7}}
+    return {"warmup": 2, "repeats": {"1": 5 if quick else 40, "16": 2 if quick else 7}}
 
 
 # ------------------------------------------------------------------ in the worker
