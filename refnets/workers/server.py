@@ -23,6 +23,7 @@ import time
 import traceback
 from typing import Dict, Optional
 
+from ..memory import release_freed_memory
 from . import protocol, timing
 
 REQUIRED = ("numpy", "safetensors")
@@ -178,18 +179,6 @@ class Worker:
         return op(header, arrays)
 
 
-def release_memory() -> None:
-    """Gives freed heap memory back to the system (glibc's malloc_trim), so an idle
-    worker does not sit on the high-water mark of its last per-node capture while
-    the next backend captures: in one process that memory would be reused."""
-    try:
-        import ctypes
-
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):  # not glibc
-        pass
-
-
 def serve(read_fd: int, write_fd: int, worker: Worker) -> None:
     worker.write_fd = write_fd
     while True:
@@ -205,7 +194,7 @@ def serve(read_fd: int, write_fd: int, worker: Worker) -> None:
             del arrays
             protocol.write_message(write_fd, {"ok": True, "result": result}, out)
             del result, out  # the captures are the parent's now: do not hold them while idle
-            release_memory()
+            release_freed_memory()  # an idle worker does not sit on its last request's high-water mark
         except Exception as err:  # noqa: BLE001 (every failure goes back to the parent)
             protocol.write_message(write_fd, error_header(err))
 
