@@ -137,3 +137,19 @@ def test_torch_runs_with_its_threads_after_mxnet_took_them_in_one_process():
         assert running == wanted == (int(omp) if omp else len(os.sched_getaffinity(0))), out.stderr[-2000:]
         if omp is None and wanted > 1:
             assert after_import == 1  # what mxnet's import did (if this changes, the fix may go)
+
+
+def test_pooled_workers_wait_passively_unless_the_user_says_otherwise(monkeypatch):
+    """Side by side, spinning OpenMP threads take the cores the other workers need."""
+    from refnets.workers import backend as worker_backend
+
+    import sys
+
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    assert worker_backend.side_by_side_env() == {"OMP_WAIT_POLICY": "PASSIVE"}
+    try:  # nothing is started: a pooled backend only remembers what its process will get
+        assert worker_backend.pooled("numpy", sys.executable, "test").env == {"OMP_WAIT_POLICY": "PASSIVE"}
+    finally:
+        worker_backend.close_all()
+    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
+    assert worker_backend.side_by_side_env() == {}
