@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Dict, Sequence, Tuple
+from collections import deque
+from typing import Callable, Deque, Dict, List, Sequence, Tuple
 
 import numpy as np
 
@@ -25,17 +26,54 @@ def blocks_at(model: nn.HybridBlock, paths: Sequence[str]) -> Dict[str, nn.Hybri
     return blocks
 
 
-def _forward_capturing(model: nn.HybridBlock, x: mx.nd.NDArray, capture: Sequence[str]):
+WINDOW = 8
+"""NDArrays a stream holds in flight: MXNet queues operators asynchronously, and
+an `asnumpy` in every hook would wait for each operator in turn; one that waits
+for the operator N captures back lets the engine run ahead. N by measurement
+(README, mxnet backend)."""
+
+
+class _Window:
+    """Captured NDArrays waiting to be read back, oldest first: each is copied to
+    numpy (a fresh array nothing writes to) and handed to the sink once more than
+    `size` wait, and all at `drain`. An NDArray that several waiting paths share
+    (a Sequential and its last child) is copied once."""
+
+    def __init__(self, sink: Callable[[str, np.ndarray], None], size: int):
+        self._sink, self._size = sink, size
+        self._pending: Deque[List] = deque()  # [path, NDArray, numpy copy or None]
+
+    def add(self, path: str, array: mx.nd.NDArray) -> None:
+        self._pending.append([path, array, None])
+        while len(self._pending) > self._size:
+            self._emit()
+
+    def drain(self) -> None:
+        while self._pending:
+            self._emit()
+
+    def _emit(self) -> None:
+        path, array, copy = self._pending.popleft()
+        if copy is None:
+            copy = array.asnumpy()
+            for entry in self._pending:
+                if entry[1] is array:
+                    entry[2] = copy
+        self._sink(path, copy)
+
+
+def _stream_capturing(model: nn.HybridBlock, x: mx.nd.NDArray, capture: Sequence[str], window: _Window):
     """A hybridized block runs one cached graph and fires no child hooks, so the
     model runs imperatively (the same operators) with forward hooks, and is
     hybridized again afterwards."""
     blocks = blocks_at(model, capture)
-    store: Dict[str, object] = {}  # NDArrays, then their numpy copies
+    seen = set()
 
     def hook_for(path):
         def hook(_block, _inputs, output):
-            if path not in store:  # a shared block runs again later: keep its own (first) call
-                store[path] = output
+            if path not in seen:  # a shared block runs again later: keep its own (first) call
+                seen.add(path)
+                window.add(path, output)
         return hook
 
     handles = [blocks[p].register_forward_hook(hook_for(p)) for p in capture]
@@ -46,16 +84,8 @@ def _forward_capturing(model: nn.HybridBlock, x: mx.nd.NDArray, capture: Sequenc
         for handle in handles:
             handle.detach()
         model.hybridize()
-    # Read back once the whole forward is queued (an `asnumpy` in each hook would
-    # wait for every operator in turn); each NDArray is dropped as it is copied,
-    # and one that several paths share (a Sequential and its last child) is copied once.
-    copies: Dict[int, np.ndarray] = {}
-    for path in list(store):
-        array = store[path]
-        if id(array) not in copies:  # every NDArray not yet copied is still alive: ids do not repeat
-            copies[id(array)] = array.asnumpy()
-        store[path] = copies[id(array)]
-    return out, store
+    window.drain()
+    return out
 
 
 def as_array(model: nn.HybridBlock, x: np.ndarray) -> mx.nd.NDArray:
@@ -69,11 +99,20 @@ def forward(model: nn.HybridBlock, x: np.ndarray, capture: Sequence[str] = (),
     training mode (BatchNorm on batch statistics; without a backward pass Gluon
     leaves the running statistics as they were); optionally the outputs of the
     spec nodes named in `capture`."""
+    store: Dict[str, np.ndarray] = {}
+    out = stream(model, x, capture, store.__setitem__, train)
+    return out, store
+
+
+def stream(model: nn.HybridBlock, x: np.ndarray, capture: Sequence[str], sink: Callable[[str, np.ndarray], None],
+           train: bool = False) -> np.ndarray:
+    """`forward`, handing each node in `capture` to `sink` in execution order
+    while the forward runs, at most `WINDOW` nodes behind it."""
     data = as_array(model, x)
-    capture = list(capture)
+    capture = list(dict.fromkeys(capture))
     with autograd.pause(train_mode=train):
         if capture:
-            out, store = _forward_capturing(model, data, capture)
+            out = _stream_capturing(model, data, capture, _Window(sink, WINDOW))
         else:
-            out, store = model(data), {}
-    return out.asnumpy(), store
+            out = model(data)
+    return out.asnumpy()
