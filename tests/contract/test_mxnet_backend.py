@@ -47,17 +47,35 @@ def _streamed(net, x, sink_delay=0.0, train=False):
     return out, handed
 
 
-@pytest.mark.parametrize("window", [0, 1, 3, 1000])
+@pytest.mark.parametrize("window", [0, 4000, 20000, 1 << 40])  # bytes; the float64 input is 3 KiB
 @pytest.mark.parametrize("train", [False, True])
 def test_stream_hands_forwards_captures_once_each_in_execution_order(monkeypatch, window, train):
     net, x = _built(), seeded_input(MODEL.input_shape, dtype="float64")
     expected_out, captured = IMPL.forward(net, x, PATHS, train)
-    monkeypatch.setattr(run, "WINDOW", window)
+    monkeypatch.setattr(run, "WINDOW_BYTES", window)
     out, handed = _streamed(net, x, train=train)
     assert [path for path, _ in handed] == PATHS == list(captured)
     for path, array in handed:
         assert array.dtype == np.float64 and np.array_equal(array, captured[path]), path
     assert np.array_equal(out, expected_out)
+
+
+@pytest.mark.filterwarnings("ignore:.*hybridized while still having forward hook")  # the test's own hook
+@pytest.mark.parametrize("window", [0, 1 << 40])
+def test_captures_reach_the_sink_while_the_forward_runs_within_the_window(monkeypatch, window):
+    """Within a zero-byte window each node is handed over before the next one
+    runs; an unbounded one holds them all until the forward has run."""
+    net, x = _built(), seeded_input(MODEL.input_shape, dtype="float64")
+    events = []
+    last = run.blocks_at(net, ["head.fc"])["head.fc"]
+    handle = last.register_forward_hook(lambda *_: events.append("head.fc ran"))
+    monkeypatch.setattr(run, "WINDOW_BYTES", window)
+    try:
+        IMPL.stream(net, x, PATHS, lambda path, _array: events.append(path))
+    finally:
+        handle.detach()
+    handed_before = events.index("head.fc ran")
+    assert events[:handed_before] == (PATHS[:PATHS.index("head.fc")] if window == 0 else [])
 
 
 def test_an_ndarray_several_paths_share_is_read_back_once_into_a_copy_nothing_writes_to():

@@ -27,31 +27,32 @@ def blocks_at(model: nn.HybridBlock, paths: Sequence[str]) -> Dict[str, nn.Hybri
     return blocks
 
 
-WINDOW = 8
-"""Captured NDArrays a stream holds in flight. Gluon's imperative calls only queue
-operators on MXNet's engine threads; an `asnumpy` in each node's own hook would
-make the forward wait for every operator in turn. Reading back the node N
-captures behind lets Python queue ahead while the engine computes and the sink
-runs; a sink that blocks stops the queueing, so the forward holds at most N
-captured NDArrays beyond what it needs itself. Measured (resnet50v2, batch 2,
-220 captures, a loaded 2-core machine): 0.49 s of CPU time per stream at N=0,
-0.41-0.42 s from N=8 on, as much as reading everything back at the end; the
-same peak RSS for every N with a sink that drops the arrays."""
+WINDOW_BYTES = 32 << 20
+"""Bytes of captured NDArrays a stream holds in flight. Gluon's imperative calls
+only queue operators on MXNet's engine threads; an `asnumpy` in each node's own
+hook would make the forward wait for every operator in turn. Reading back only
+the oldest captures beyond this many bytes lets Python queue ahead while the
+engine computes and the sink runs; a sink that blocks stops the queueing, so
+the forward holds at most this much (and one NDArray) of captures beyond what it
+needs itself. Bytes rather than a count, so the bound does not grow with the
+batch (README, mxnet backend, for the measurements that chose it)."""
 
 
 class _Window:
     """Captured NDArrays waiting to be read back, oldest first: each is copied to
     numpy (a fresh array nothing writes to) and handed to the sink once more than
-    `size` wait, and all at `drain`. An NDArray that several waiting paths share
-    (a Sequential and its last child) is copied once."""
+    `limit` bytes wait, and all at `drain`. An NDArray that several waiting paths
+    share (a Sequential and its last child) is counted and copied once."""
 
-    def __init__(self, sink: Callable[[str, np.ndarray], None], size: int):
-        self._sink, self._size = sink, size
+    def __init__(self, sink: Callable[[str, np.ndarray], None], limit: int):
+        self._sink, self._limit, self._bytes = sink, limit, 0
         self._pending: Deque[List] = deque()  # [path, NDArray, numpy copy or None]
 
     def add(self, path: str, array: mx.nd.NDArray) -> None:
+        if not any(entry[1] is array for entry in self._pending):
+            self._bytes += _nbytes(array)
         self._pending.append([path, array, None])
-        while len(self._pending) > self._size:
+        while self._bytes > self._limit:
             self._emit()
 
     def drain(self) -> None:
@@ -62,10 +63,16 @@ class _Window:
         path, array, copy = self._pending.popleft()
         if copy is None:
             copy = array.asnumpy()
-            for entry in self._pending:
-                if entry[1] is array:
-                    entry[2] = copy
+            shared = [entry for entry in self._pending if entry[1] is array]
+            for entry in shared:
+                entry[2] = copy
+            if not shared:
+                self._bytes -= _nbytes(array)
         self._sink(path, copy)
+
+
+def _nbytes(array: mx.nd.NDArray) -> int:
+    return int(np.prod(array.shape)) * np.dtype(array.dtype).itemsize
 
 
 def _stream_capturing(model: nn.HybridBlock, x: mx.nd.NDArray, capture: Sequence[str], window: _Window):
@@ -113,12 +120,12 @@ def forward(model: nn.HybridBlock, x: np.ndarray, capture: Sequence[str] = (),
 def stream(model: nn.HybridBlock, x: np.ndarray, capture: Sequence[str], sink: Callable[[str, np.ndarray], None],
            train: bool = False) -> np.ndarray:
     """`forward`, handing each node in `capture` to `sink` in execution order
-    while the forward runs, at most `WINDOW` nodes behind it."""
+    while the forward runs, at most `WINDOW_BYTES` of captures behind it."""
     data = as_array(model, x)
     capture = list(dict.fromkeys(capture))
     with autograd.pause(train_mode=train):
         if capture:
-            out = _stream_capturing(model, data, capture, _Window(sink, WINDOW))
+            out = _stream_capturing(model, data, capture, _Window(sink, WINDOW_BYTES))
         else:
             out = model(data)
     return out.asnumpy()
