@@ -10,6 +10,7 @@ from ..base import Converters
 from .framework import CONTEXT, DTYPES, mx, nn
 from .layers import (AdaptiveAvgPool, DivisorAvgPool, GlobalAvgPool, Identity, PaddedConv2D, PaddedMaxPool,
                      SharedBlock, Softmax, SpecParallel, SpecSequential, ZeroPad, native_pool_padding, symmetric)
+from .weights import defer_gradients
 
 CONVERTERS = Converters("mxnet")
 
@@ -136,11 +137,13 @@ def _check_output_shape(net: nn.HybridBlock, model: S.ModelSpec) -> None:
 def build(model: S.ModelSpec, dtype: str = "float32") -> nn.HybridBlock:
     """A hybridized `HybridBlock`, initialised by Gluon's own initialisers
     (He-normal kernels via `Xavier`, the layers' default zero biases and unit
-    BatchNorm statistics)."""
+    BatchNorm statistics), with no gradient arrays until gradients are first
+    asked for (`weights.defer_gradients`)."""
     if dtype not in DTYPES:
         raise ValueError(f"dtype must be one of {DTYPES}, got {dtype!r}")
     infos = shapes.infer(model)
     net = _block(model.root, "", infos, {})
+    defer_gradients(net)
     net.initialize(mx.init.Xavier(rnd_type="gaussian", factor_type="in", magnitude=2), ctx=CONTEXT)
     net.cast(dtype)
     net.hybridize()

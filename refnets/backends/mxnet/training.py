@@ -11,8 +11,6 @@ Gluon training loop gets Gluon's own update."""
 
 from __future__ import annotations
 
-from typing import Dict
-
 import numpy as np
 
 from ... import shapes
@@ -20,7 +18,7 @@ from ... import spec as S
 from ..base import Gradients, heavy_ball_momentum
 from .framework import CONTEXT, autograd, gluon, mx, nn
 from .run import as_array, blocks_at
-from .weights import params_of
+from .weights import params_of, with_gradients
 
 
 class _SpecRunningStatistics:
@@ -116,18 +114,15 @@ def _backward(model: nn.HybridBlock, x: np.ndarray, labels: np.ndarray, train: b
     return loss, logits
 
 
-def _trainable(model: nn.HybridBlock) -> Dict[str, gluon.Parameter]:
-    return {name: p for name, p in params_of(model).items() if p.grad_req != "null"}
-
-
 def gradients(model: nn.HybridBlock, x: np.ndarray, labels: np.ndarray, train: bool = False) -> Gradients:
     """Loss, logits and the gradients of the mean cross-entropy with respect to
     the input and every parameter. `train`: training mode, which updates the
     BatchNorm running statistics by the spec's rule, as a training step does."""
+    trainable = with_gradients(model)
     data = as_array(model, x)
     data.attach_grad()
     loss, logits = _backward(model, x, labels, train, data)
-    params = {name: p.grad().asnumpy() for name, p in _trainable(model).items()}
+    params = {name: p.grad().asnumpy() for name, p in trainable.items()}
     return Gradients(float(loss.asscalar()), logits.asnumpy(), data.grad.asnumpy(), params)
 
 
@@ -142,7 +137,7 @@ class Trainer:
     def __init__(self, model: nn.HybridBlock, optimizer: str, lr: float, momentum: float = 0.0):
         self.model = model
         settings = {"learning_rate": float(lr), "momentum": heavy_ball_momentum(optimizer, momentum), "wd": 0.0}
-        self.trainer = gluon.Trainer(list(_trainable(model).values()), "sgd", settings, kvstore=None)
+        self.trainer = gluon.Trainer(list(with_gradients(model).values()), "sgd", settings, kvstore=None)
 
     def step(self, x: np.ndarray, labels: np.ndarray) -> float:
         """One optimiser step on the batch; the loss before the step."""

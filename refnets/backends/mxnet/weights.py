@@ -47,8 +47,43 @@ def set_weights(model: nn.HybridBlock, weights: Weights) -> None:
         param.set_data(mx.nd.array(np.asarray(weights[name], dtype=param.dtype), ctx=CONTEXT, dtype=param.dtype))
 
 
+_DEFERRED_GRAD_REQ = "refnets_deferred_grad_req"
+
+
+def defer_gradients(model: nn.HybridBlock) -> None:
+    """Before `initialize`: no gradient array for any parameter (Gluon allocates
+    one per trainable parameter, as much memory as the weights, which inference
+    never reads). Each trainable parameter keeps its grad_req aside (an attribute
+    on the `Parameter`), and `with_gradients` restores it when a gradient is
+    first needed."""
+    for param in model.collect_params().values():
+        if param.grad_req != "null":
+            setattr(param, _DEFERRED_GRAD_REQ, param.grad_req)
+            param.grad_req = "null"
+
+
+def _trainable(param: gluon.Parameter) -> bool:
+    return param.grad_req != "null" or hasattr(param, _DEFERRED_GRAD_REQ)
+
+
+def trainable_params(model: nn.HybridBlock) -> Dict[str, gluon.Parameter]:
+    """Canonical name -> trainable parameter, with or without its gradient array."""
+    return {name: p for name, p in params_of(model).items() if _trainable(p)}
+
+
+def with_gradients(model: nn.HybridBlock) -> Dict[str, gluon.Parameter]:
+    """`trainable_params`, each with its gradient array (allocated here, once,
+    for a parameter whose gradients were deferred at build)."""
+    params = trainable_params(model)
+    for param in params.values():
+        deferred = param.__dict__.pop(_DEFERRED_GRAD_REQ, None)
+        if deferred is not None:
+            param.grad_req = deferred
+    return params
+
+
 def count_params(model: nn.HybridBlock) -> Tuple[int, int]:
-    sizes = [(int(np.prod(p.shape)), p.grad_req != "null") for p in params_of(model).values()]
+    sizes = [(int(np.prod(p.shape)), _trainable(p)) for p in params_of(model).values()]
     return sum(n for n, trainable in sizes if trainable), sum(n for n, _ in sizes)
 
 
