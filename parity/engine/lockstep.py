@@ -23,10 +23,16 @@ from typing import Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 
+from refnets.memory import release_freed_memory
+
 from .metrics import Comparison, compare
 
 WINDOW_BYTES = 32 * 2 ** 20  # per thread: a few of ResNet50V2's largest nodes at batch 2
 MEMO_SIZE = 8
+# Every thread allocates from a malloc arena of its own, and glibc keeps what a
+# framework frees there for that arena alone: trimmed every this many compared
+# nodes (resnet50v2 in one process: peak 1424 -> 1369 MiB; no time measurable).
+TRIM_EVERY = 16
 
 
 def _memory(array) -> tuple:
@@ -79,6 +85,7 @@ class NodeRendezvous:
         self.closed = False  # the reference failed: nothing more can be compared
         self.results: Dict[str, Dict[str, Comparison]] = {p: {} for p in self.parties if p != reference}
         self.peak_held = 0  # bytes, all parties together: what the lag cost
+        self.completed = 0
 
     def sink(self, party: str) -> Callable[[str, object], None]:
         return lambda path, array: self.deposit(party, path, array)
@@ -90,6 +97,8 @@ class NodeRendezvous:
             entry = self._add(party, path, array)
         if entry is not None:
             self._compare(path, entry)
+            del entry
+            self._trim_now_and_then()
         with self.cond:
             self.cond.notify_all()
             while not self.closed and self.held[party] > self.window and self._another_runs(party):
@@ -125,6 +134,13 @@ class NodeRendezvous:
         for party in self.results:
             if party in entry:
                 self.results[party][path] = self.comparisons.compare(entry[party], ref)
+
+    def _trim_now_and_then(self) -> None:
+        with self.cond:
+            self.completed += 1
+            due = self.completed % TRIM_EVERY == 0
+        if due:
+            release_freed_memory()
 
     def _another_runs(self, party: str) -> bool:
         return any(p != party and p not in self.waiting for p in self.running)
