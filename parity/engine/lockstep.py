@@ -31,8 +31,9 @@ WINDOW_BYTES = 32 * 2 ** 20  # per thread: a few of ResNet50V2's largest nodes a
 MEMO_SIZE = 8
 # Every thread allocates from a malloc arena of its own, and glibc keeps what a
 # framework frees there for that arena alone: trimmed every this many compared
-# nodes (resnet50v2 in one process: peak 1424 -> 1369 MiB; no time measurable).
-TRIM_EVERY = 16
+# nodes (resnet50v2 in one process: peak 1424 -> 1369 MiB at 16, no time measurable;
+# 1342 at 4, the reference beside one backend at a time).
+TRIM_EVERY = 4
 
 
 def _memory(array) -> tuple:

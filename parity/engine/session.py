@@ -21,6 +21,7 @@ import numpy as np
 import refnets
 from refnets import backends as B
 from refnets import workers
+from refnets.memory import release_freed_memory
 
 from .header import Progress, RunHeader, timed_into
 from .localise import Localisation, capture_paths, summarise
@@ -114,13 +115,16 @@ def import_backends(result, chosen: List[str], say: Progress) -> Dict[str, objec
 def each_backend(impls, names, step, say: Progress) -> None:
     """`step(name)` for every backend in `names`: side by side when all of them
     live in worker processes (the parent only waits on their pipes, and their
-    frameworks use cores of their own), else one after another."""
+    frameworks use cores of their own), else one after another, the memory each
+    step freed handed back before the next (`refnets.memory`: glibc would keep it
+    under the next framework's peak)."""
     names = list(names)
     if len(names) > 1 and all(isinstance(impls[name], workers.WorkerBackend) for name in names):
         run_side_by_side({name: (lambda name=name: step(name)) for name in names})
     else:
         for name in names:
             step(name)
+            release_freed_memory()
 
 
 def build_all(result, spec, impls, say: Progress) -> Dict[str, object]:
@@ -188,8 +192,11 @@ def compare_all(result: ParityResult, outputs: Dict[str, np.ndarray]) -> None:
 
 def localise_all(result: ParityResult, spec, impls, nets, x, say: Progress, reference: Optional[str] = None) -> None:
     """Every node's output in the reference (or in backend `reference`) and in each
-    other backend, compared node by node while they all run side by side
-    (`lockstep`): no backend's captures are held whole."""
+    other backend, compared node by node while they run side by side (`lockstep`):
+    no backend's captures are held whole. With every backend in a worker, all at
+    once (their own cores and heaps); in one process, the reference beside one other
+    backend at a time (three frameworks' forwards at once were no faster there, and
+    held more)."""
     reference = reference or result.reference
     if reference not in nets or reference in result.failures:
         return
@@ -197,8 +204,22 @@ def localise_all(result: ParityResult, spec, impls, nets, x, say: Progress, refe
     if not others:
         return
     paths = capture_paths(spec)
+    if all(isinstance(impls[name], workers.WorkerBackend) for name in [reference] + others):
+        groups = [others]
+    else:
+        groups = [[name] for name in others]
+    for group in groups:
+        if reference in result.failures:
+            return
+        say(f"capturing {len(paths)} node outputs in {', '.join([reference] + group)} side by side, "
+            "comparing node by node")
+        localise_side_by_side(result, spec, impls, nets, x, say, reference, group, paths)
+
+
+def localise_side_by_side(result: ParityResult, spec, impls, nets, x, say: Progress, reference: str,
+                          others: List[str], paths: List[str]) -> None:
+    """One rendezvous of the reference and `others`: their localisations."""
     parties = [reference] + others
-    say(f"capturing {len(paths)} node outputs in {', '.join(parties)} side by side, comparing node by node")
     rendezvous = NodeRendezvous(parties, reference, paths, result.rtol, result.atol)
 
     def capture(name: str):
