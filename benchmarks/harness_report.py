@@ -56,7 +56,7 @@ def _phase_table(section: dict) -> List[str]:
     row("build (3)", "build", "build")
     row("seeded weights + weight transfer (3)", "weights")
     row("forward (3) + compare", "forward", "forward")
-    row("localisation (3 capturing forwards side by side, compared node by node)", "localise")
+    row("localisation (capturing forwards side by side, compared node by node)", "localise")
     row("report", "report")
     row("**total (wall)**", "total", "total")
     row("CPU seconds (workers included)", "cpu", "cpu")
