@@ -151,7 +151,9 @@ def load_all(result, impls, nets, canonical, say: Progress) -> None:
             with timed(result, "weights", name):
                 impls[name].set_weights(nets[name], canonical)
 
-    each_backend(impls, list(nets), load, say)
+    for name in nets:  # one at a time, even in workers: each holds the weights twice while it sets them
+        load(name)
+        release_freed_memory()
     for name in [n for n in nets if n in getattr(result, "failures", {})]:
         del nets[name]
 
@@ -192,28 +194,21 @@ def compare_all(result: ParityResult, outputs: Dict[str, np.ndarray]) -> None:
 
 def localise_all(result: ParityResult, spec, impls, nets, x, say: Progress, reference: Optional[str] = None) -> None:
     """Every node's output in the reference (or in backend `reference`) and in each
-    other backend, compared node by node while they run side by side (`lockstep`):
-    no backend's captures are held whole. With every backend in a worker, all at
-    once (their own cores and heaps); in one process, the reference beside one other
-    backend at a time (three frameworks' forwards at once were no faster there, and
-    held more)."""
+    other backend, compared node by node while the two run side by side
+    (`lockstep`): no backend's captures are held whole. The reference runs once
+    beside each other backend: three frameworks' forwards at once were no faster in
+    one process, and held more in both ways (resnet50v2: ~135 MiB in one process,
+    ~100 MiB over three workers)."""
     reference = reference or result.reference
     if reference not in nets or reference in result.failures:
         return
     others = [b for b in result.running(result.backends) if b in nets and b in result.results and b != reference]
-    if not others:
-        return
     paths = capture_paths(spec)
-    if all(isinstance(impls[name], workers.WorkerBackend) for name in [reference] + others):
-        groups = [others]
-    else:
-        groups = [[name] for name in others]
-    for group in groups:
+    for other in others:
         if reference in result.failures:
             return
-        say(f"capturing {len(paths)} node outputs in {', '.join([reference] + group)} side by side, "
-            "comparing node by node")
-        localise_side_by_side(result, spec, impls, nets, x, say, reference, group, paths)
+        say(f"capturing {len(paths)} node outputs in {reference} and {other} side by side, comparing node by node")
+        localise_side_by_side(result, spec, impls, nets, x, say, reference, [other], paths)
 
 
 def localise_side_by_side(result: ParityResult, spec, impls, nets, x, say: Progress, reference: str,
