@@ -122,9 +122,9 @@ def markdown(section: dict) -> List[str]:
         lines.append(f"| {model} | {mode} | {mem['baseline_rss_mb']:.0f} | {mem['weights_mb_three']:.0f} | "
                      f"{mem['expected_mb']:.0f} | {before} | {mem['peak_rss_mb']:.0f} | "
                      f"{mem['peak_over_expected']:.2f}x | {mem['captured_activations_mb_per_backend']:.0f} |")
-    lines += ["", "The localisation runs the three capturing forwards side by side and compares each node as soon as "
-              "every backend has it (`parity/engine/lockstep.py`), so it holds the lag between the backends, not a "
-              "backend's whole set of captures (the right-hand column)."]
+    lines += ["", "The localisation runs the reference's capturing forward beside each other backend's in turn and "
+              "compares each node as soon as both have it (`parity/engine/lockstep.py`), so it holds the lag between "
+              "the two, not a backend's whole set of captures (the right-hand column)."]
     for error in section.get("errors", []):
         lines.append(f"\nError: `{error}`")
     return lines + [""]
