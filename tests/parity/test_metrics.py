@@ -1,0 +1,39 @@
+"""compare(): the finiteness and the scale it reports without extra passes are
+those of the plain definitions, edge cases included."""
+
+import numpy as np
+import pytest
+
+from parity.engine.metrics import compare
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_scale_and_figures_are_the_plain_definitions(dtype):
+    ref = np.random.default_rng(0).standard_normal((2, 3, 4, 5)).astype(dtype)
+    out = ref + dtype(1e-3)
+    c = compare(out, ref, rtol=1e-5, atol=0.0)
+    assert c.ref_scale == float(np.max(np.abs(ref)))
+    assert c.max_abs == float(np.max(np.abs(out.astype(np.float64) - ref)))
+    assert c.finite and not c.passed
+
+
+@pytest.mark.parametrize("where, value", [("out", np.nan), ("ref", np.nan), ("out", np.inf), ("ref", -np.inf)])
+def test_a_nan_or_infinity_on_either_side_is_not_finite(where, value):
+    ref = np.linspace(-1.0, 1.0, 12, dtype=np.float32)
+    out = ref.copy()
+    (out if where == "out" else ref)[5] = value
+    c = compare(out, ref, rtol=1e9, atol=1e9)
+    assert not c.finite and not c.passed
+
+
+def test_finite_values_whose_difference_overflows_are_finite_and_disagree():
+    ref = np.array([1e308, -1e308])
+    with np.errstate(over="ignore"):
+        c = compare(-ref, ref, rtol=1e-5, atol=0.0)
+    assert c.finite and not c.passed and c.max_abs == float("inf")
+
+
+def test_negative_zeros_give_a_zero_scale():
+    zeros = -np.zeros((2, 3), np.float32)
+    c = compare(zeros, zeros, rtol=1e-5, atol=0.0)
+    assert c.ref_scale == 0.0 and str(c.ref_scale) == "0.0" and c.passed
