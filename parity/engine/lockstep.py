@@ -132,9 +132,9 @@ class NodeRendezvous:
 
     def _compare(self, path: str, entry: Dict[str, object]) -> None:
         ref = entry[self.reference]
-        for party in self.results:
+        for party, results in list(self.results.items()):  # a snapshot: `finish` may drop a party meanwhile
             if party in entry:
-                self.results[party][path] = self.comparisons.compare(entry[party], ref)
+                results[path] = self.comparisons.compare(entry[party], ref)
 
     def _trim_now_and_then(self) -> None:
         with self.cond:

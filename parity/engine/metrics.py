@@ -39,7 +39,7 @@ def compare(out: np.ndarray, ref: np.ndarray, rtol: float, atol: float, scale: O
     node's largest gradient: see parity.training)."""
     if out.shape != ref.shape:
         return Comparison(float("inf"), float("inf"), float("inf"), float("nan"), False, None, False)
-    diff = np.subtract(out, ref, dtype=np.float64)  # the one float64 temporary
+    diff = np.asarray(np.subtract(out, ref, dtype=np.float64))  # the one float64 temporary (0-d: an array too)
     np.abs(diff, out=diff)
     max_abs = float(np.max(diff)) if diff.size else 0.0
     # A NaN or infinity in either array makes the difference NaN or infinite there, so

@@ -37,3 +37,9 @@ def test_negative_zeros_give_a_zero_scale():
     zeros = -np.zeros((2, 3), np.float32)
     c = compare(zeros, zeros, rtol=1e-5, atol=0.0)
     assert c.ref_scale == 0.0 and str(c.ref_scale) == "0.0" and c.passed
+
+
+def test_scalars_compare_like_arrays():
+    """A loss is a 0-d array: its difference is one too, not a numpy scalar."""
+    c = compare(np.array(1.5), np.array(1.5 + 1e-9), rtol=1e-6, atol=0.0)
+    assert c.passed and c.finite and 0 < c.max_abs < 1e-8
