@@ -47,18 +47,16 @@ def run(model: Union[str, S.ModelSpec], backends: Optional[Sequence[str]] = None
         check_output_path(save_weights, "save_weights")
     impls = import_backends(result, chosen, say)
     nets = build_all(result, spec, impls, say)
-    release_freed_memory()  # the builds' temporaries (MXNet's initialisation), before the weights arrive
     canonical = given if given is not None else seeded()
     del given
     if save_weights:
         W.save(save_weights, canonical)
     load_all(result, impls, nets, canonical, say)
     del canonical  # every backend holds its own copy now: not kept through the forwards and the localisation
-    release_freed_memory()
+    release_freed_memory()  # (each step's own memory went back after it: `session.each_backend`)
     x = seeded_input(seed, batch, spec.input_shape, dtype)
     outputs = forward_all(result, impls, nets, x, say)
     compare_all(result, outputs)
-    release_freed_memory()  # the forwards' activations, before the capturing forwards
     if layers or not result.agreed:
         localise_all(result, spec, impls, nets, x, say)
     return result

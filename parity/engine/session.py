@@ -112,7 +112,7 @@ def import_backends(result, chosen: List[str], say: Progress) -> Dict[str, objec
     return impls
 
 
-def each_backend(impls, names, step, say: Progress) -> None:
+def each_backend(impls, names, step) -> None:
     """`step(name)` for every backend in `names`: side by side when all of them
     live in worker processes (the parent only waits on their pipes, and their
     frameworks use cores of their own), else one after another, the memory each
@@ -139,7 +139,7 @@ def build_all(result, spec, impls, say: Progress) -> Dict[str, object]:
             result.param_counts[name] = impls[name].count_params(net)
             nets[name] = net
 
-    each_backend(impls, impls, build, say)
+    each_backend(impls, impls, build)
     return {name: nets[name] for name in impls if name in nets}
 
 
@@ -172,7 +172,7 @@ def forward_all(result, impls, nets, x, say: Progress) -> Dict[str, np.ndarray]:
         with isolated(result, name, say), timed(result, "forward", name):
             outputs[name], _ = impls[name].forward(nets[name], x)
 
-    each_backend(impls, [n for n in impls if n in nets], forward, say)
+    each_backend(impls, [n for n in impls if n in nets], forward)
     return {name: outputs[name] for name in impls if name in outputs}
 
 
@@ -208,13 +208,13 @@ def localise_all(result: ParityResult, spec, impls, nets, x, say: Progress, refe
         if reference in result.failures:
             return
         say(f"capturing {len(paths)} node outputs in {reference} and {other} side by side, comparing node by node")
-        localise_side_by_side(result, spec, impls, nets, x, say, reference, [other], paths)
+        localise_side_by_side(result, spec, impls, nets, x, say, reference, other, paths)
 
 
 def localise_side_by_side(result: ParityResult, spec, impls, nets, x, say: Progress, reference: str,
-                          others: List[str], paths: List[str]) -> None:
-    """One rendezvous of the reference and `others`: their localisations."""
-    parties = [reference] + others
+                          other: str, paths: List[str]) -> None:
+    """One rendezvous of the reference and `other`: its localisation."""
+    parties = [reference, other]
     rendezvous = NodeRendezvous(parties, reference, paths, result.rtol, result.atol)
 
     def capture(name: str):
@@ -226,6 +226,5 @@ def localise_side_by_side(result: ParityResult, spec, impls, nets, x, say: Progr
     run_side_by_side({name: capture(name) for name in parties},
                      on_done=lambda name, error: rendezvous.finish(name, failed=error is not None or name in result.failures),
                      on_interrupt=rendezvous.close)
-    for name in others:
-        if rendezvous.compared_all(name):
-            result.results[name].localisation = summarise(spec, rendezvous.results[name], paths)
+    if rendezvous.compared_all(other):
+        result.results[other].localisation = summarise(spec, rendezvous.results[other], paths)

@@ -29,14 +29,14 @@ def _meeting(parties):
 def test_worker_backends_run_their_steps_side_by_side():
     step, seen = _meeting(3)
     impls = {name: FakeWorker(name) for name in ("a", "b", "c")}
-    each_backend(impls, impls, step, say=lambda message: None)
+    each_backend(impls, impls, step)
     assert sorted(seen) == ["a", "b", "c"]
 
 
 def test_in_process_backends_run_one_after_another():
     order = []
     impls = {"a": FakeWorker("a"), "b": object()}  # one backend in this process: no overlap
-    each_backend(impls, impls, order.append, say=lambda message: None)
+    each_backend(impls, impls, order.append)
     assert order == ["a", "b"]
 
 
