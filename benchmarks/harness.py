@@ -12,8 +12,9 @@ line (interpreter start-up excluded on both sides).
     harness overhead = parity run - sum over frameworks of (import + build + forward)
 
 It is everything only the harness does: importing refnets and parity, seeded
-canonical weights, weight transfer, comparison, localisation (a second forward in
-every backend capturing every node's output), the report.
+canonical weights, weight transfer, comparison, localisation (every backend's
+forward capturing every node's output, the reference's once beside each other
+backend: with layers=True those are the run's forwards), the report.
 
 Both ways a run can go: `in-process` (the library's default: `parity.run` in one
 process) and `workers` (the CLI's default: every backend in a worker process,
@@ -276,14 +277,18 @@ def summarise(model: str, raw: dict, mode: str) -> Optional[dict]:
     irreducible["total"] = sum(irreducible[p] for p in ("import", "build", "forward"))
     total = parity["total"]
     overhead = total - irreducible["total"]
-    # The same run without the forced localisation (what a run whose backends all agree does by default).
-    without = total - parity["localise"]
+    # The same run without the forced localisation (what a run whose backends all agree
+    # does by default). With layers=True the capturing forwards are the forwards (no
+    # plain forward is timed): those are counted at their alone figures instead.
+    folded = parity["forward"] == 0.0
+    without = total - parity["localise"] + (irreducible["forward"] if folded else 0.0)
     overhead_without = without - irreducible["total"]
     return {"mode": mode, "parity": parity, "alone": alone, "irreducible": irreducible,
             "overhead_s": overhead, "overhead_frac": overhead / total,
             "cpu_overhead_s": parity["cpu"] - irreducible["cpu"],
             "cpu_overhead_frac": (parity["cpu"] - irreducible["cpu"]) / parity["cpu"],
             "overhead_without_localise_s": overhead_without, "overhead_without_localise_frac": overhead_without / without,
+            "folded": folded,
             "passed": all(r["passed"] for r in runs), "localised": runs[0]["localised"], "max_rel": runs[0]["max_rel"],
             "memory": memory(model, runs, [b for b in raw["baseline"] if b["mode"] == mode])}
 

@@ -56,13 +56,14 @@ def _phase_table(section: dict) -> List[str]:
     row("build (3)", "build", "build")
     row("seeded weights + weight transfer (3)", "weights")
     row("forward (3) + compare", "forward", "forward")
-    row("localisation (capturing forwards side by side, compared node by node)", "localise")
+    row("localisation (capturing forwards side by side, compared node by node; with layers=True the forwards)",
+        "localise")
     row("report", "report")
     row("**total (wall)**", "total", "total")
     row("CPU seconds (workers included)", "cpu", "cpu")
     lines.append("| **harness overhead (wall)** | " + " | ".join(
         f"**{s['overhead_s']:.2f} s = {s['overhead_frac']:.1%}**" for _, _, s in results) + " |" * (len(section["models"]) + 1))
-    lines.append("| overhead without the localisation | " + " | ".join(
+    lines.append("| overhead without the localisation (plain forwards at their alone figures) | " + " | ".join(
         f"{s['overhead_without_localise_s']:.2f} s = {s['overhead_without_localise_frac']:.1%}" for _, _, s in results)
         + " |" * (len(section["models"]) + 1))
     lines.append("| harness's CPU seconds | " + " | ".join(

@@ -95,7 +95,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--weights", metavar="FILE", help="canonical weights (.safetensors or .npz) instead of seeded ones")
     p.add_argument("--save-weights", metavar="FILE", help="save the canonical weights used")
     p.add_argument("--layers", action="store_true",
-                   help="print the per-node (training runs: per-parameter) comparison even when all agree")
+                   help="print the per-node (training runs: per-parameter) comparison even when all agree "
+                        "(inference: each backend's forward is then its capturing one)")
     p.add_argument("--json", metavar="FILE", help="write the figures as JSON")
     p.add_argument("--option", type=parse_option, action="append", default=[], metavar="KEY=VALUE",
                    help="model option, e.g. num_classes=10 (repeatable)")

@@ -13,8 +13,8 @@ from refnets import weights as W
 from .engine.config import (canonical_weights, check_batch, check_dtype, resolve_backends, resolve_model,
                             resolve_tolerance, seeded_input, seeded_weights_in_background)
 from .engine.header import Progress, progress_or_quiet
-from .engine.session import (ParityResult, build_all, compare_all, forward_all, import_backends, load_all,
-                             localise_all)
+from .engine.session import (ParityResult, build_all, compare_all, forward_all, forward_and_localise_all,
+                             import_backends, load_all, localise_all)
 from .engine.tolerances import tolerance
 from .outputs import check_output_path
 
@@ -28,7 +28,9 @@ def run(model: Union[str, S.ModelSpec], backends: Optional[Sequence[str]] = None
     USAGE_ERRORS for bad arguments or a missing framework. `weights` is a
     canonical mapping or a .safetensors/.npz path; default: seeded init.
     `backends` are names or `name:device` labels (`torch:cuda`); `tf32` allows TF32
-    on the GPU ones (off by default: it breaks the float32 bar)."""
+    on the GPU ones (off by default: it breaks the float32 bar). `layers` localises
+    every node even when all agree; each backend's forward is then its capturing
+    one (Gluon's runs imperatively, as its hooks need), compared node by node."""
     say = progress_or_quiet(progress)
     check_dtype(dtype)
     check_batch(batch)
@@ -55,8 +57,11 @@ def run(model: Union[str, S.ModelSpec], backends: Optional[Sequence[str]] = None
     del canonical  # every backend holds its own copy now: not kept through the forwards and the localisation
     release_freed_memory()  # (each step's own memory went back after it: `session.each_backend`)
     x = seeded_input(seed, batch, spec.input_shape, dtype)
+    if layers:  # asked for up front: the capturing forwards are the forwards
+        forward_and_localise_all(result, spec, impls, nets, x, say)
+        return result
     outputs = forward_all(result, impls, nets, x, say)
     compare_all(result, outputs)
-    if layers or not result.agreed:
+    if not result.agreed:
         localise_all(result, spec, impls, nets, x, say)
     return result

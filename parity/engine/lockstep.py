@@ -101,7 +101,8 @@ class NodeRendezvous:
             del entry
             self._trim_now_and_then()
         with self.cond:
-            self.cond.notify_all()
+            if self.waiting:  # only a thread held back by the window waits on the condition
+                self.cond.notify_all()
             while not self.closed and self.held[party] > self.window and self._another_runs(party):
                 self.waiting.add(party)
                 self.cond.wait()

@@ -33,12 +33,63 @@ def _max_magnitude(ref: np.ndarray, finite: bool) -> float:
     return float(np.max(np.abs(ref)))
 
 
+BLOCK = 1 << 15
+"""Elements per block of a large comparison: the block's float64 difference (256 KiB)
+stays in the CPU cache through the passes over it, where a whole node's difference
+went out to memory and back for each (resnet50v2's node sizes: 5.3 -> 3.4 ns per
+element)."""
+
+
 def compare(out: np.ndarray, ref: np.ndarray, rtol: float, atol: float, scale: Optional[float] = None) -> Comparison:
     """Pass iff shapes match, everything is finite and max|out-ref| <= atol + rtol*scale,
     where scale is max|ref| unless given (a gradient is judged at the scale of its
     node's largest gradient: see parity.training)."""
     if out.shape != ref.shape:
         return Comparison(float("inf"), float("inf"), float("inf"), float("nan"), False, None, False)
+    figures = _blockwise_figures(out, ref)
+    if figures is None:
+        return compare_whole(out, ref, rtol, atol, scale)
+    max_abs, mean_abs, ref_max, ref_min = figures
+    if scale is None:
+        scale = float(max(abs(ref_max), abs(ref_min)))
+    max_rel = max_abs / scale if scale > 0 else (0.0 if max_abs == 0 else float("inf"))
+    return Comparison(max_abs, max_rel, mean_abs, scale, True, _top1(out, ref), max_abs <= atol + rtol * scale)
+
+
+def _blockwise_figures(out: np.ndarray, ref: np.ndarray):
+    """(max|out-ref|, mean|out-ref|, max ref, min ref), a block at a time, for two
+    large C-contiguous arrays whose difference is finite everywhere (then both are
+    finite); None otherwise, for `compare_whole`."""
+    if out.size <= BLOCK:
+        return None
+    if not (out.flags.c_contiguous and ref.flags.c_contiguous):
+        return None  # blocks of a strided view (Keras's channels-first views) were slower than numpy's own order
+    flat_out, flat_ref = out.reshape(-1), ref.reshape(-1)  # views: both are contiguous
+    diff = np.empty(BLOCK, np.float64)
+    maxima, sums, ref_maxima, ref_minima = [], [], [], []
+    for start in range(0, out.size, BLOCK):
+        o, r = flat_out[start:start + BLOCK], flat_ref[start:start + BLOCK]
+        d = diff[:o.size]
+        np.subtract(o, r, out=d, dtype=np.float64)
+        np.abs(d, out=d)
+        maxima.append(d.max())
+        sums.append(d.sum())
+        ref_maxima.append(r.max())
+        ref_minima.append(r.min())
+    max_abs = float(np.max(maxima))  # a NaN anywhere stays NaN here (Python's max would drop it)
+    if not math.isfinite(max_abs):
+        return None
+    return max_abs, float(np.sum(sums)) / out.size, float(np.max(ref_maxima)), float(np.min(ref_minima))
+
+
+def _top1(out: np.ndarray, ref: np.ndarray) -> Optional[float]:
+    if out.ndim == 2 and out.shape[1] > 1:
+        return float(np.mean(np.argmax(out, axis=1) == np.argmax(ref, axis=1)))
+    return None
+
+
+def compare_whole(out: np.ndarray, ref: np.ndarray, rtol: float, atol: float, scale: Optional[float]) -> Comparison:
+    """`compare` over the whole arrays at once: small, strided or non-finite ones."""
     diff = np.asarray(np.subtract(out, ref, dtype=np.float64))  # the one float64 temporary (0-d: an array too)
     np.abs(diff, out=diff)
     max_abs = float(np.max(diff)) if diff.size else 0.0
@@ -49,8 +100,6 @@ def compare(out: np.ndarray, ref: np.ndarray, rtol: float, atol: float, scale: O
     if scale is None:
         scale = _max_magnitude(ref, finite)
     max_rel = max_abs / scale if scale > 0 else (0.0 if max_abs == 0 else float("inf"))
-    top1 = None
-    if out.ndim == 2 and out.shape[1] > 1:
-        top1 = float(np.mean(np.argmax(out, axis=1) == np.argmax(ref, axis=1)))
     passed = finite and max_abs <= atol + rtol * scale
-    return Comparison(max_abs, max_rel, float(np.mean(diff)) if diff.size else 0.0, scale, finite, top1, passed)
+    return Comparison(max_abs, max_rel, float(np.mean(diff)) if diff.size else 0.0, scale, finite, _top1(out, ref),
+                      passed)

@@ -15,7 +15,7 @@ import platform
 import sys
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 import refnets
@@ -208,23 +208,63 @@ def localise_all(result: ParityResult, spec, impls, nets, x, say: Progress, refe
         if reference in result.failures:
             return
         say(f"capturing {len(paths)} node outputs in {reference} and {other} side by side, comparing node by node")
-        localise_side_by_side(result, spec, impls, nets, x, say, reference, other, paths)
+        _, localisation = localise_side_by_side(result, spec, impls, nets, x, say, reference, other, paths)
+        if localisation is not None:
+            result.results[other].localisation = localisation
+
+
+def forward_and_localise_all(result: ParityResult, spec, impls, nets, x, say: Progress) -> Dict[str, np.ndarray]:
+    """The forwards and the localisation in one pass, for a run that asked for the
+    localisation up front (`layers`): each backend's forward is its capturing one,
+    the reference's beside each other backend's in turn (`localise_all`), and the
+    outputs compared are those forwards' own. That spares every backend's plain
+    forward. What the pairs could not give -- the output of a backend whose pair
+    did not run because the reference failed, or the localisation against the
+    reference that replaces it -- comes from the ordinary steps afterwards.
+    Returns the outputs; the comparisons and localisations are in `result`."""
+    reference, outputs, localisations = result.reference, {}, {}
+    paths = capture_paths(spec)
+    for other in [b for b in impls if b in nets and b != reference and reference in nets]:
+        if reference in result.failures:
+            break
+        say(f"capturing {len(paths)} node outputs in {reference} and {other} side by side, comparing node by node "
+            f"(their forwards)")
+        pair_outputs, localisation = localise_side_by_side(result, spec, impls, nets, x, say, reference, other, paths)
+        outputs.update({name: out for name, out in pair_outputs.items() if name not in outputs})
+        if localisation is not None:
+            localisations[other] = localisation
+    missing = {name: net for name, net in nets.items() if name not in outputs and name not in result.failures}
+    outputs.update(forward_all(result, impls, missing, x, say) if missing else {})
+    outputs = {name: outputs[name] for name in impls if name in outputs and name not in result.failures}
+    compare_all(result, outputs)
+    if result.reference != reference:  # the reference failed: localised against the one that replaces it
+        localise_all(result, spec, impls, nets, x, say)
+        return outputs
+    for name, localisation in localisations.items():
+        if name in result.results:
+            result.results[name].localisation = localisation
+    return outputs
 
 
 def localise_side_by_side(result: ParityResult, spec, impls, nets, x, say: Progress, reference: str,
-                          other: str, paths: List[str]) -> None:
-    """One rendezvous of the reference and `other`: its localisation."""
+                          other: str, paths: List[str]) -> Tuple[Dict[str, np.ndarray], Optional[Localisation]]:
+    """One rendezvous of the reference and `other`: the outputs of the two capturing
+    forwards that ended, and `other`'s localisation (None unless every node of it
+    was compared)."""
     parties = [reference, other]
     rendezvous = NodeRendezvous(parties, reference, paths, result.rtol, result.atol)
+    outputs: Dict[str, np.ndarray] = {}
 
     def capture(name: str):
         def job() -> None:
             with isolated(result, name, say), timed(result, "localise", name):
-                impls[name].stream(nets[name], x, paths, rendezvous.sink(name))
+                outputs[name] = impls[name].stream(nets[name], x, paths, rendezvous.sink(name))
         return job
 
     run_side_by_side({name: capture(name) for name in parties},
                      on_done=lambda name, error: rendezvous.finish(name, failed=error is not None or name in result.failures),
                      on_interrupt=rendezvous.close)
+    outputs = {name: out for name, out in outputs.items() if name not in result.failures}
     if rendezvous.compared_all(other):
-        result.results[other].localisation = summarise(spec, rendezvous.results[other], paths)
+        return outputs, summarise(spec, rendezvous.results[other], paths)
+    return outputs, None

@@ -33,11 +33,18 @@ def _summary_rows(result: ParityResult):
 
 
 def _timing_rows(result: ParityResult):
+    """Seconds per backend and phase; "-" where a backend did not run that phase."""
     rows = []
     for name in result.backends:
-        cells = [name] + [f"{result.timings.get(p, {}).get(name, 0.0):.2f}" for p in PHASES]
-        rows.append(cells)
+        seconds = [result.timings.get(p, {}).get(name) for p in PHASES]
+        rows.append([name] + ["-" if s is None else f"{s:.2f}" for s in seconds])
     return rows
+
+
+def _timing_note(result: ParityResult) -> List[str]:
+    if "localise" in result.timings and not result.timings.get("forward"):
+        return ["(each backend's forward was its capturing one, compared node by node: under localise)"]
+    return []
 
 
 def failure_lines(result: ParityResult) -> List[str]:
@@ -117,7 +124,7 @@ def text(result: ParityResult, all_nodes: bool = False) -> str:
         lines += ["", "failed backends (their worker died or timed out: an environment failure, not a disagreement)"]
         lines += failures
     lines += ["", "seconds per phase"]
-    lines += table(["backend"] + list(PHASES), _timing_rows(result))
+    lines += table(["backend"] + list(PHASES), _timing_rows(result)) + _timing_note(result)
     localisation = localisation_lines(result, all_nodes)
     if localisation:
         lines += ["", "per-node comparison"] + localisation

@@ -4,7 +4,7 @@ those of the plain definitions, edge cases included."""
 import numpy as np
 import pytest
 
-from parity.engine.metrics import compare
+from parity.engine.metrics import BLOCK, compare, compare_whole
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -43,3 +43,46 @@ def test_scalars_compare_like_arrays():
     """A loss is a 0-d array: its difference is one too, not a numpy scalar."""
     c = compare(np.array(1.5), np.array(1.5 + 1e-9), rtol=1e-6, atol=0.0)
     assert c.passed and c.finite and 0 < c.max_abs < 1e-8
+
+
+def _large(dtype=np.float32, seed=0):
+    """Larger than one block, and not a whole number of blocks."""
+    rng = np.random.default_rng(seed)
+    ref = rng.standard_normal(3 * BLOCK + 17).astype(dtype).reshape(1, -1)
+    return ref + dtype(1e-6) * rng.standard_normal(ref.shape).astype(dtype), ref
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_a_large_comparison_a_block_at_a_time_gives_the_whole_arrays_figures(dtype):
+    out, ref = _large(dtype)
+    blocks, whole = compare(out, ref, 1e-5, 0.0), compare_whole(out, ref, 1e-5, 0.0, None)
+    assert (blocks.max_abs, blocks.ref_scale, blocks.finite, blocks.passed) == \
+           (whole.max_abs, whole.ref_scale, whole.finite, whole.passed)
+    assert blocks.mean_abs == pytest.approx(whole.mean_abs, rel=1e-12)
+
+
+@pytest.mark.parametrize("where, value", [("out", np.nan), ("ref", np.nan), ("out", np.inf), ("ref", -np.inf)])
+def test_a_nan_in_any_block_of_a_large_comparison_is_not_finite(where, value):
+    out, ref = _large()
+    (out if where == "out" else ref)[0, 2 * BLOCK + 5] = value
+    c = compare(out, ref, rtol=1e9, atol=1e9)
+    assert not c.finite and not c.passed
+
+
+def test_a_large_strided_view_gives_the_plain_figures():
+    out, ref = _large()
+    out, ref = out.reshape(-1)[: 3 * BLOCK].reshape(BLOCK, 3).T, ref.reshape(-1)[: 3 * BLOCK].reshape(BLOCK, 3).T
+    c = compare(out, ref, 1e-5, 0.0)
+    assert c.max_abs == float(np.max(np.abs(out.astype(np.float64) - ref)))
+    assert c.ref_scale == float(np.max(np.abs(ref)))
+
+
+def test_a_channels_first_view_of_channels_last_data_gives_the_plain_figures():
+    """Keras hands over such views (compared whole)."""
+    rng = np.random.default_rng(1)
+    nhwc = rng.standard_normal((2, 40, 40, 32)).astype(np.float32)
+    out = np.transpose(nhwc, (0, 3, 1, 2))
+    ref = np.ascontiguousarray(out) + np.float32(1e-6) * rng.standard_normal(out.shape).astype(np.float32)
+    blocks, whole = compare(out, ref, 1e-5, 0.0), compare_whole(out, ref, 1e-5, 0.0, None)
+    assert (blocks.max_abs, blocks.ref_scale, blocks.passed) == (whole.max_abs, whole.ref_scale, whole.passed)
+    assert blocks.mean_abs == pytest.approx(whole.mean_abs, rel=1e-12)

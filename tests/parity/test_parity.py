@@ -147,8 +147,9 @@ def test_json_holds_the_figures_and_versions(tmp_path, capsys):
         figures = data["comparisons"][name]
         assert figures["max_rel"] <= 1e-5 and figures["passed"] is True
         assert [n["node"] for n in figures["localisation"]["nodes"]][:2] == ["conv1", "act1"]
-    for name in INSTALLED:
-        assert data["timings_s"]["forward"][name] >= 0
+    for name in INSTALLED:  # with --layers each forward is the capturing one, timed under localise
+        assert data["timings_s"]["localise"][name] >= 0
+    assert "forward" not in data["timings_s"]
     assert {"numpy", "python"} <= set(data["versions"])
     assert "per-node comparison" in capsys.readouterr().out
 
@@ -212,3 +213,20 @@ def test_python_api_returns_a_result():
     assert other.comparison.max_rel <= 1e-10
     assert other.localisation.first_divergent is None
     assert "ALL AGREE" in report.text(result)
+
+
+@needs_two
+def test_with_layers_the_capturing_forwards_are_the_forwards_and_give_the_same_verdicts():
+    """`layers` spares the plain forwards (no "forward" phase): the outputs compared
+    are the capturing forwards' own, with the very figures the plain forwards give."""
+    chosen = INSTALLED[:3]
+    plain = run("mnist_resnet", backends=chosen, layers=False)
+    layered = run("mnist_resnet", backends=chosen, layers=True)
+    assert "forward" in plain.timings and "forward" not in layered.timings
+    assert set(layered.timings["localise"]) == set(chosen)
+    for name in chosen[1:]:
+        assert layered.results[name].comparison == plain.results[name].comparison
+        assert plain.results[name].localisation is None
+        nodes = layered.results[name].localisation.nodes
+        assert len(nodes) == len(list(refnets.get_spec("mnist_resnet").walk())) - 1
+        assert all(n.comparison.passed for n in nodes)

@@ -9,6 +9,7 @@ import json
 import sys
 
 import pytest
+import refnets
 from parity.cli import main
 from refnets import backends
 
@@ -63,6 +64,35 @@ def test_when_the_reference_dies_the_next_backend_is_the_reference(tmp_path, cap
     assert "the reference torch failed: the others are compared with numpy" in out
     assert f"{OTHER} vs numpy" in out
     assert "reference numpy" in out.splitlines()[0]
+
+
+@needs_torch
+@pytest.mark.skipif(OTHER is None, reason="needs a third backend")
+def test_with_layers_a_reference_that_dies_while_capturing_is_replaced_and_the_rest_localised(tmp_path, capsys):
+    """--layers makes the capturing forwards the forwards: the reference dying in its
+    first one leaves the others without a pair. They are compared with the next
+    backend and localised against it all the same."""
+    path = tmp_path / "report.json"
+    code, out, _ = run(["lenet", "--layers", "--backends", f"torch,numpy,{OTHER}", "--json", str(path),
+                        "--python", f"torch={wrapper(tmp_path, 'segv')}"], capsys)
+    report = json.loads(path.read_text())
+    assert code == 2 and "the reference torch failed: the others are compared with numpy" in out
+    assert report["comparisons"][OTHER]["passed"]
+    localisation = report["comparisons"][OTHER]["localisation"]
+    assert localisation["first_divergent"] is None
+    assert len(localisation["nodes"]) == len(list(refnets.get_spec("lenet").walk())) - 1
+
+
+@needs_torch
+@pytest.mark.skipif(OTHER is None, reason="needs a third backend")
+def test_with_layers_a_backend_that_dies_while_capturing_leaves_the_others_localised(tmp_path, capsys):
+    path = tmp_path / "report.json"
+    code, out, _ = run(["lenet", "--layers", "--backends", f"numpy,torch,{OTHER}", "--json", str(path),
+                        "--python", f"torch={wrapper(tmp_path, 'segv')}"], capsys)
+    report = json.loads(path.read_text())
+    assert code == 2 and "INCOMPLETE: torch failed" in out
+    assert "torch" not in report["comparisons"] and report["comparisons"][OTHER]["passed"]
+    assert report["comparisons"][OTHER]["localisation"]["first_divergent"] is None
 
 
 @needs_torch
