@@ -217,10 +217,12 @@ def forward_and_localise_all(result: ParityResult, spec, impls, nets, x, say: Pr
     """The forwards and the localisation in one pass, for a run that asked for the
     localisation up front (`layers`): each backend's forward is its capturing one,
     the reference's beside each other backend's in turn (`localise_all`), and the
-    outputs compared are those forwards' own. That spares every backend's plain
-    forward. What the pairs could not give -- the output of a backend whose pair
-    did not run because the reference failed, or the localisation against the
-    reference that replaces it -- comes from the ordinary steps afterwards.
+    outputs compared are those forwards' own. That spares the plain forward of
+    every backend whose capture computes what its plain forward does (the
+    catalog's `capture_is_plain_forward`; not Gluon's). What the pairs could not
+    give -- the output of a backend whose pair did not run because the reference
+    failed, or the localisation against the reference that replaces it -- comes
+    from the ordinary steps afterwards.
     Returns the outputs; the comparisons and localisations are in `result`."""
     reference, outputs, localisations = result.reference, {}, {}
     paths = capture_paths(spec)
@@ -233,6 +235,8 @@ def forward_and_localise_all(result: ParityResult, spec, impls, nets, x, say: Pr
         outputs.update({name: out for name, out in pair_outputs.items() if name not in outputs})
         if localisation is not None:
             localisations[other] = localisation
+    for name in [n for n in outputs if not B.catalog.BACKENDS[impls[n].name].capture_is_plain_forward]:
+        del outputs[name]  # its output is judged on its ordinary path (Gluon's hybridized graph): a plain forward
     missing = {name: net for name, net in nets.items() if name not in outputs and name not in result.failures}
     outputs.update(forward_all(result, impls, missing, x, say) if missing else {})
     outputs = {name: outputs[name] for name in impls if name in outputs and name not in result.failures}

@@ -42,8 +42,9 @@ def _timing_rows(result: ParityResult):
 
 
 def _timing_note(result: ParityResult) -> List[str]:
-    if "localise" in result.timings and not result.timings.get("forward"):
-        return ["(each backend's forward was its capturing one, compared node by node: under localise)"]
+    forwards = result.timings.get("forward", {})
+    if any(name not in forwards for name in result.timings.get("localise", {})):
+        return ["(forward \"-\": that backend's forward was its capturing one, compared node by node: under localise)"]
     return []
 
 

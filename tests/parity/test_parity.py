@@ -22,6 +22,29 @@ needs_three = pytest.mark.skipif(len(INSTALLED) < 3, reason="needs all three bac
 needs_two = pytest.mark.skipif(len(INSTALLED) < 2, reason="needs two backends")
 
 
+@pytest.mark.skipif(not INSTALLED, reason="needs a framework beside numpy")
+@pytest.mark.parametrize("capture_is_plain_forward", [True, False])
+def test_with_layers_a_capture_on_another_path_leaves_the_verdict_to_the_plain_forward(
+        capture_is_plain_forward, monkeypatch):
+    """numpy's capturing forward is made to return a wrong output: judged when the
+    catalog says its capture is its plain forward, ignored (the plain forward's
+    output judged) when it says not, as for Gluon."""
+    from refnets.backends.numpy_ref import NumpyBackend
+
+    stream = NumpyBackend.stream
+    monkeypatch.setattr(NumpyBackend, "stream", lambda self, *args, **kw: stream(self, *args, **kw) + 1.0)
+    record = dataclasses.replace(backends.catalog.BACKENDS["numpy"], capture_is_plain_forward=capture_is_plain_forward)
+    monkeypatch.setitem(backends.catalog.BACKENDS, "numpy", record)
+    result = run("lenet", backends=[INSTALLED[0], "numpy"], layers=True)
+    assert result.results["numpy"].comparison.passed is not capture_is_plain_forward
+    assert result.results["numpy"].localisation.first_divergent is None  # the nodes themselves agree
+    assert ("numpy" in result.timings.get("forward", {})) is not capture_is_plain_forward
+
+
+def _plain_forward_too(names):
+    return [n for n in names if not backends.catalog.BACKENDS[n].capture_is_plain_forward]
+
+
 def _shape_arg(name):
     return ",".join(map(str, SMALL_INPUTS[name]))
 
@@ -149,7 +172,7 @@ def test_json_holds_the_figures_and_versions(tmp_path, capsys):
         assert [n["node"] for n in figures["localisation"]["nodes"]][:2] == ["conv1", "act1"]
     for name in INSTALLED:  # with --layers each forward is the capturing one, timed under localise
         assert data["timings_s"]["localise"][name] >= 0
-    assert "forward" not in data["timings_s"]
+    assert set(data["timings_s"].get("forward", {})) == set(_plain_forward_too(INSTALLED))
     assert {"numpy", "python"} <= set(data["versions"])
     assert "per-node comparison" in capsys.readouterr().out
 
@@ -217,12 +240,15 @@ def test_python_api_returns_a_result():
 
 @needs_two
 def test_with_layers_the_capturing_forwards_are_the_forwards_and_give_the_same_verdicts():
-    """`layers` spares the plain forwards (no "forward" phase): the outputs compared
-    are the capturing forwards' own, with the very figures the plain forwards give."""
+    """`layers` spares the plain forwards: the outputs compared are the capturing
+    forwards' own, with the very figures the plain forwards give; only a backend
+    whose capture runs another path (Gluon's imperative one) runs its plain
+    forward too."""
     chosen = INSTALLED[:3]
     plain = run("mnist_resnet", backends=chosen, layers=False)
     layered = run("mnist_resnet", backends=chosen, layers=True)
-    assert "forward" in plain.timings and "forward" not in layered.timings
+    assert set(plain.timings["forward"]) == set(chosen)
+    assert set(layered.timings.get("forward", {})) == set(_plain_forward_too(chosen))
     assert set(layered.timings["localise"]) == set(chosen)
     for name in chosen[1:]:
         assert layered.results[name].comparison == plain.results[name].comparison
