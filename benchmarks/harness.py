@@ -225,14 +225,14 @@ def run(quick: bool, log) -> dict:
             result = worker("baseline", mode=mode)
             record("baseline", result, f"  [{rep + 1}/{repeats}] baseline {mode}: {result.get('rss_mb', 0):.0f} MB")
         for model in MODELS:
-            def parity_runs(model=model, rep=rep):
+            def parity_runs():
                 for mode in MODES:
                     result = worker("parity", timeout=900, model=model, layers=True, mode=mode)
                     record("parity", result, f"  [{rep + 1}/{repeats}] parity {model} {mode}: "
                            f"{result.get('total_s', 0):.1f}s, cpu {result.get('cpu_s', 0):.1f}s, "
                            f"peak {result.get('peak_rss_mb', 0):.0f} MB, passed={result.get('passed')}")
 
-            def alone_runs(model=model, rep=rep):
+            def alone_runs():
                 for framework in FRAMEWORKS:
                     for way in _alone_modes(framework):
                         result = worker("alone", framework=framework, model=model, mode=way)

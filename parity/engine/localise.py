@@ -14,7 +14,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 from refnets import spec as S
 
-from .metrics import Comparison, compare
+from .metrics import Comparison, RecentComparisons
 
 
 @dataclass(frozen=True)
@@ -59,30 +59,14 @@ def _compared_source(path: str, sources: Dict[str, Optional[str]], compared) -> 
     return source, direct
 
 
-def _memory(array: np.ndarray) -> tuple:
-    interface = array.__array_interface__
-    return interface["data"][0], array.shape, array.strides, array.dtype.str
-
-
-def _compare_once(out: np.ndarray, ref: np.ndarray, rtol: float, atol: float, memo: Dict[tuple, Comparison]):
-    """`compare(out, ref)`, once per pair of memory regions: a node whose capture is
-    the very same memory as another's in both backends (a Sequential and its last
-    child; an Identity and its input) has the same comparison. Nothing writes to
-    the captures while they are compared, so equal memory is equal values."""
-    if not (isinstance(out, np.ndarray) and isinstance(ref, np.ndarray)):
-        return compare(out, ref, rtol, atol)
-    key = _memory(out) + _memory(ref)
-    if key not in memo:
-        memo[key] = compare(out, ref, rtol, atol)
-    return memo[key]
-
-
 def localise(model: S.ModelSpec, ref: Dict[str, np.ndarray], out: Dict[str, np.ndarray],
              rtol: float, atol: float, paths: Optional[Sequence[str]] = None) -> Localisation:
     """Compare the nodes in `paths` (default: every node), in execution order."""
     paths = capture_paths(model) if paths is None else list(paths)
-    memo: Dict[tuple, Comparison] = {}
-    return summarise(model, {p: _compare_once(out[p], ref[p], rtol, atol, memo) for p in paths}, paths)
+    # A node whose capture is the very same memory as another's in both backends (a
+    # Sequential and its last child; an Identity and its input) is compared once.
+    comparisons = RecentComparisons(rtol, atol, size=len(paths))
+    return summarise(model, {p: comparisons.compare(out[p], ref[p]) for p in paths}, paths)
 
 
 def summarise(model: S.ModelSpec, comparisons: Dict[str, Comparison],

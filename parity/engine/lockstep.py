@@ -18,53 +18,19 @@ deadlock, they only hold more. A backend in a worker process waits the same way
 from __future__ import annotations
 
 import threading
-from collections import OrderedDict
 from typing import Callable, Dict, List, Optional, Sequence
 
-import numpy as np
 
 from refnets.memory import release_freed_memory
 
-from .metrics import Comparison, compare
+from .metrics import Comparison, RecentComparisons
 
 WINDOW_BYTES = 32 * 2 ** 20  # per thread: a few of ResNet50V2's largest nodes at batch 2
-MEMO_SIZE = 8
 # Every thread allocates from a malloc arena of its own, and glibc keeps what a
 # framework frees there for that arena alone: trimmed every this many compared
 # nodes (resnet50v2 in one process: peak 1424 -> 1369 MiB at 16, no time measurable;
 # 1342 at 4, the reference beside one backend at a time).
 TRIM_EVERY = 4
-
-
-def _memory(array) -> tuple:
-    if not isinstance(array, np.ndarray):
-        return ("object", id(array))
-    interface = array.__array_interface__
-    return interface["data"][0], array.shape, array.strides, array.dtype.str
-
-
-class RecentComparisons:
-    """`compare(out, ref)` once per pair of memory regions among the last few
-    pairs: a Sequential and its last child hand in the very same array, one right
-    after the other. The memo keeps its arrays alive, so a key's memory cannot be
-    freed and reused by other values while the key is remembered."""
-
-    def __init__(self, rtol: float, atol: float, size: int = MEMO_SIZE):
-        self.rtol, self.atol, self.size = rtol, atol, size
-        self.memo: "OrderedDict[tuple, tuple]" = OrderedDict()
-        self.lock = threading.Lock()
-
-    def compare(self, out, ref) -> Comparison:
-        key = _memory(out) + _memory(ref)
-        with self.lock:
-            if key in self.memo:
-                return self.memo[key][0]
-        comparison = compare(out, ref, self.rtol, self.atol)
-        with self.lock:
-            self.memo[key] = (comparison, out, ref)
-            while len(self.memo) > self.size:
-                self.memo.popitem(last=False)
-        return comparison
 
 
 class NodeRendezvous:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import math
+import threading
+from collections import OrderedDict
 from dataclasses import asdict, dataclass
 from typing import Optional
-
-import math
 
 import numpy as np
 
@@ -36,7 +37,7 @@ def _max_magnitude(ref: np.ndarray, finite: bool) -> float:
 BLOCK = 1 << 15
 """Elements per block of a large comparison: the block's float64 difference (256 KiB)
 stays in the CPU cache through the passes over it, where a whole node's difference
-went out to memory and back for each (resnet50v2's node sizes: 5.3 -> 3.4 ns per
+went out to memory and back for each (resnet50v2's node sizes: 4.1 -> 2.8 ns per
 element)."""
 
 
@@ -52,8 +53,14 @@ def compare(out: np.ndarray, ref: np.ndarray, rtol: float, atol: float, scale: O
     max_abs, mean_abs, ref_max, ref_min = figures
     if scale is None:
         scale = float(max(abs(ref_max), abs(ref_min)))
+    return _judged(max_abs, mean_abs, scale, True, _top1(out, ref), rtol, atol)
+
+
+def _judged(max_abs: float, mean_abs: float, scale: float, finite: bool, top1: Optional[float], rtol: float,
+            atol: float) -> Comparison:
+    """The comparison of these figures: relative error and verdict."""
     max_rel = max_abs / scale if scale > 0 else (0.0 if max_abs == 0 else float("inf"))
-    return Comparison(max_abs, max_rel, mean_abs, scale, True, _top1(out, ref), max_abs <= atol + rtol * scale)
+    return Comparison(max_abs, max_rel, mean_abs, scale, finite, top1, finite and max_abs <= atol + rtol * scale)
 
 
 def _blockwise_figures(out: np.ndarray, ref: np.ndarray):
@@ -99,7 +106,39 @@ def compare_whole(out: np.ndarray, ref: np.ndarray, rtol: float, atol: float, sc
     finite = math.isfinite(max_abs) or bool(np.all(np.isfinite(out)) and np.all(np.isfinite(ref)))
     if scale is None:
         scale = _max_magnitude(ref, finite)
-    max_rel = max_abs / scale if scale > 0 else (0.0 if max_abs == 0 else float("inf"))
-    passed = finite and max_abs <= atol + rtol * scale
-    return Comparison(max_abs, max_rel, float(np.mean(diff)) if diff.size else 0.0, scale, finite, _top1(out, ref),
-                      passed)
+    return _judged(max_abs, float(np.mean(diff)) if diff.size else 0.0, scale, finite, _top1(out, ref), rtol, atol)
+
+
+MEMO_SIZE = 8
+
+
+def _memory(array) -> tuple:
+    """Where and how an array lies in memory (another object: its identity)."""
+    if not isinstance(array, np.ndarray):
+        return ("object", id(array))
+    interface = array.__array_interface__
+    return interface["data"][0], array.shape, array.strides, array.dtype.str
+
+
+class RecentComparisons:
+    """`compare(out, ref)` once per pair of memory regions among the last few
+    pairs: a Sequential and its last child hand in the very same array, one right
+    after the other. The memo keeps its arrays alive, so a key's memory cannot be
+    freed and reused by other values while the key is remembered."""
+
+    def __init__(self, rtol: float, atol: float, size: int = MEMO_SIZE):
+        self.rtol, self.atol, self.size = rtol, atol, size
+        self.memo: "OrderedDict[tuple, tuple]" = OrderedDict()
+        self.lock = threading.Lock()
+
+    def compare(self, out, ref) -> Comparison:
+        key = _memory(out) + _memory(ref)
+        with self.lock:
+            if key in self.memo:
+                return self.memo[key][0]
+        comparison = compare(out, ref, self.rtol, self.atol)
+        with self.lock:
+            self.memo[key] = (comparison, out, ref)
+            while len(self.memo) > self.size:
+                self.memo.popitem(last=False)
+        return comparison

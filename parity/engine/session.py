@@ -203,14 +203,30 @@ def localise_all(result: ParityResult, spec, impls, nets, x, say: Progress, refe
     if reference not in nets or reference in result.failures:
         return
     others = [b for b in result.running(result.backends) if b in nets and b in result.results and b != reference]
+    _, localisations = localise_in_pairs(result, spec, impls, nets, x, say, reference, others)
+    for other, localisation in localisations.items():
+        result.results[other].localisation = localisation
+
+
+def localise_in_pairs(result: ParityResult, spec, impls, nets, x, say: Progress, reference: str, others: List[str],
+                      note: str = "") -> Tuple[Dict[str, np.ndarray], Dict[str, Localisation]]:
+    """The reference beside each of `others` in turn (`localise_side_by_side`), until
+    the reference fails: each backend's first capturing forward's output, and each
+    whole localisation."""
     paths = capture_paths(spec)
+    outputs: Dict[str, np.ndarray] = {}
+    localisations: Dict[str, Localisation] = {}
     for other in others:
         if reference in result.failures:
-            return
-        say(f"capturing {len(paths)} node outputs in {reference} and {other} side by side, comparing node by node")
-        _, localisation = localise_side_by_side(result, spec, impls, nets, x, say, reference, other, paths)
+            break
+        say(f"capturing {len(paths)} node outputs in {reference} and {other} side by side, comparing node by "
+            f"node{note}")
+        pair_outputs, localisation = localise_side_by_side(result, spec, impls, nets, x, say, reference, other, paths)
+        for name, out in pair_outputs.items():
+            outputs.setdefault(name, out)
         if localisation is not None:
-            result.results[other].localisation = localisation
+            localisations[other] = localisation
+    return outputs, localisations
 
 
 def forward_and_localise_all(result: ParityResult, spec, impls, nets, x, say: Progress) -> Dict[str, np.ndarray]:
@@ -224,21 +240,14 @@ def forward_and_localise_all(result: ParityResult, spec, impls, nets, x, say: Pr
     failed, or the localisation against the reference that replaces it -- comes
     from the ordinary steps afterwards.
     Returns the outputs; the comparisons and localisations are in `result`."""
-    reference, outputs, localisations = result.reference, {}, {}
-    paths = capture_paths(spec)
-    for other in [b for b in impls if b in nets and b != reference and reference in nets]:
-        if reference in result.failures:
-            break
-        say(f"capturing {len(paths)} node outputs in {reference} and {other} side by side, comparing node by node "
-            f"(their forwards)")
-        pair_outputs, localisation = localise_side_by_side(result, spec, impls, nets, x, say, reference, other, paths)
-        outputs.update({name: out for name, out in pair_outputs.items() if name not in outputs})
-        if localisation is not None:
-            localisations[other] = localisation
+    reference = result.reference
+    others = [b for b in nets if b != reference] if reference in nets else []
+    outputs, localisations = localise_in_pairs(result, spec, impls, nets, x, say, reference, others,
+                                               note=" (their forwards)")
     for name in [n for n in outputs if not B.catalog.BACKENDS[impls[n].name].capture_is_plain_forward]:
         del outputs[name]  # its output is judged on its ordinary path (Gluon's hybridized graph): a plain forward
     missing = {name: net for name, net in nets.items() if name not in outputs and name not in result.failures}
-    outputs.update(forward_all(result, impls, missing, x, say) if missing else {})
+    outputs.update(forward_all(result, impls, missing, x, say))
     outputs = {name: outputs[name] for name in impls if name in outputs and name not in result.failures}
     compare_all(result, outputs)
     if result.reference != reference:  # the reference failed: localised against the one that replaces it
