@@ -274,9 +274,13 @@ def localise_side_by_side(result: ParityResult, spec, impls, nets, x, say: Progr
                 outputs[name] = impls[name].stream(nets[name], x, paths, rendezvous.sink(name))
         return job
 
-    run_side_by_side({name: capture(name) for name in parties},
-                     on_done=lambda name, error: rendezvous.finish(name, failed=error is not None or name in result.failures),
-                     on_interrupt=rendezvous.close)
+    def done(name: str, error: Optional[BaseException]) -> None:
+        failed = error is not None or name in result.failures
+        rendezvous.finish(name, failed=failed)
+        if not failed:
+            rendezvous.help_until_the_others_end()
+
+    run_side_by_side({name: capture(name) for name in parties}, on_done=done, on_interrupt=rendezvous.close)
     outputs = {name: out for name, out in outputs.items() if name not in result.failures}
     if rendezvous.compared_all(other):
         return outputs, summarise(spec, rendezvous.results[other], paths)

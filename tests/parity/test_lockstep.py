@@ -23,6 +23,12 @@ def _values(party_offset: float):
     return {p: NODE * (i + 1) + party_offset for i, p in enumerate(PATHS)}
 
 
+def _finished(rendezvous, name, error):
+    rendezvous.finish(name, failed=error is not None)
+    if error is None:
+        rendezvous.help_until_the_others_end()
+
+
 def _run(rendezvous, orders, fail=(), sleep=None):
     def job(name, order):
         def run():
@@ -41,7 +47,7 @@ def _run(rendezvous, orders, fail=(), sleep=None):
     def target():
         try:
             run_side_by_side({n: job(n, o) for n, o in orders.items()},
-                             on_done=lambda n, e: rendezvous.finish(n, failed=e is not None))
+                             on_done=lambda n, e: _finished(rendezvous, n, e))
         except RuntimeError as err:
             errors.append(err)
         done.set()
@@ -61,6 +67,20 @@ def test_same_order_compares_every_node_and_holds_only_the_lag():
     # The slow reference holds back the others: never more than each one's window and a node.
     assert rendezvous.peak_held <= 3 * (window + NODE.nbytes)
     assert rendezvous.peak_held < len(PATHS) * NODE.nbytes
+
+
+def test_the_thread_behind_leaves_its_nodes_to_the_thread_ahead():
+    """The slow party completes every node; the fast one, ahead, compares them."""
+    rendezvous = NodeRendezvous(["ref", "slow"], "ref", PATHS, rtol=1e-6, atol=0.0, window=4 * NODE.nbytes)
+    compared_by = []
+    compare = rendezvous.comparisons.compare
+    rendezvous.comparisons.compare = lambda out, ref: compared_by.append(threading.current_thread().name) or \
+        compare(out, ref)
+    assert _run(rendezvous, {n: PATHS for n in ("ref", "slow")}, sleep={"slow": 0.005}) == []
+    assert rendezvous.compared_all("slow") and len(compared_by) == len(PATHS)
+    # Only the nodes still to come when the fast one has ended (one window's) are the slow one's.
+    assert compared_by.count("parity-slow") <= 5
+    assert rendezvous.peak_held <= 2 * (4 * NODE.nbytes + NODE.nbytes) + 4 * NODE.nbytes
 
 
 def test_other_orders_do_not_deadlock():
@@ -93,6 +113,8 @@ def test_the_same_memory_handed_in_twice_in_a_row_is_compared_once():
     for path in PATHS[:2]:  # a Sequential and its last child: the same arrays
         rendezvous.deposit("ref", path, a)
         rendezvous.deposit("out", path, b)
+    for party in ("ref", "out"):
+        rendezvous.finish(party)
     first, second = (rendezvous.results["out"][p] for p in PATHS[:2])
     assert first is second
 

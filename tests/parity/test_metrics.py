@@ -4,7 +4,7 @@ those of the plain definitions, edge cases included."""
 import numpy as np
 import pytest
 
-from parity.engine.metrics import BLOCK, compare, compare_whole
+from parity.engine.metrics import BLOCK, compare, compare_whole, in_memory_order
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -31,6 +31,24 @@ def test_finite_values_whose_difference_overflows_are_finite_and_disagree():
     with np.errstate(over="ignore"):
         c = compare(-ref, ref, rtol=1e-5, atol=0.0)
     assert c.finite and not c.passed and c.max_abs == float("inf")
+
+
+def test_float32_differences_are_the_exact_ones_rounded_once():
+    """Taken in float32 for float32 arrays: max|out-ref| is the float64 figure rounded
+    to float32, here where the rounding shows (ref tiny beside out)."""
+    ref = np.array([1e-9, -3e-8, 2.5e-10] * (BLOCK // 2), np.float32)
+    out = ref + np.float32(1.0) + np.arange(ref.size, dtype=np.float32) * np.float32(1e-7)
+    exact = float(np.max(np.abs(out.astype(np.float64) - ref)))
+    for c in (compare(out, ref, 1e-5, 0.0), compare_whole(out, ref, 1e-5, 0.0, None)):
+        assert c.max_abs == float(np.float32(exact)) and c.max_abs != exact
+        assert c.max_abs == pytest.approx(exact, rel=2.0 ** -24)
+        assert c.mean_abs == pytest.approx(float(np.mean(np.abs(out.astype(np.float64) - ref))), rel=1e-6)
+
+
+def test_float32_values_whose_float32_difference_overflows_get_the_float64_one():
+    ref = np.array([3e38, -3e38], np.float32)
+    c = compare(-ref, ref, rtol=1e-5, atol=0.0)
+    assert c.finite and not c.passed and c.max_abs == pytest.approx(6e38, rel=1e-6)
 
 
 def test_negative_zeros_give_a_zero_scale():
@@ -75,6 +93,16 @@ def test_a_large_strided_view_gives_the_plain_figures():
     c = compare(out, ref, 1e-5, 0.0)
     assert c.max_abs == float(np.max(np.abs(out.astype(np.float64) - ref)))
     assert c.ref_scale == float(np.max(np.abs(ref)))
+
+
+@pytest.mark.parametrize("strided", ["out", "ref"])
+def test_both_arrays_are_read_in_the_memory_order_of_a_permuted_one(strided):
+    nhwc = np.arange(2 * 3 * 4 * 5, dtype=np.float32).reshape(2, 3, 4, 5)
+    view, plain = np.transpose(nhwc, (0, 3, 1, 2)), np.ascontiguousarray(np.transpose(nhwc, (0, 3, 1, 2))) + 1
+    out, ref = (view, plain) if strided == "out" else (plain, view)
+    aligned_out, aligned_ref = in_memory_order(out, ref)
+    assert (aligned_out if strided == "out" else aligned_ref).flags.c_contiguous
+    assert np.array_equal(aligned_out - aligned_ref, np.transpose(out - ref, (0, 2, 3, 1)))
 
 
 def test_a_channels_first_view_of_channels_last_data_gives_the_plain_figures():
