@@ -114,3 +114,12 @@ def test_a_channels_first_view_of_channels_last_data_gives_the_plain_figures():
     blocks, whole = compare(out, ref, 1e-5, 0.0), compare_whole(out, ref, 1e-5, 0.0, None)
     assert (blocks.max_abs, blocks.ref_scale, blocks.passed) == (whole.max_abs, whole.ref_scale, whole.passed)
     assert blocks.mean_abs == pytest.approx(whole.mean_abs, rel=1e-12)
+
+
+def test_top1_is_taken_per_row_whatever_the_arrays_memory_order():
+    """Reading in memory order must not turn a column-major (N, C) output into (C, N)
+    for the class agreement: rows agree here, columns would not."""
+    ref = np.array([[1.0, 0.0], [0.0, 1.0], [0.0, 0.5]], np.float32)
+    out = np.array([[1.0, 0.0], [0.0, 1.0], [2.0, 3.0]], np.float32)
+    for a, b in ((np.asfortranarray(out), ref), (out, np.asfortranarray(ref))):
+        assert compare(a, b, 1e-5, 0.0).top1 == 1.0
