@@ -64,7 +64,6 @@ class NodeRendezvous:
         self.results: Dict[str, Dict[str, Comparison]] = {p: {} for p in self.parties if p != reference}
         self.ready: Deque[Tuple[str, Dict[str, object]]] = deque()  # complete nodes not compared yet
         self.ready_bytes = 0
-        self.helpers = 0  # finished threads waiting for queued nodes to compare
         self.peak_held = 0  # bytes, all parties together and the queue: what the lag cost
         self.completed = 0
 
@@ -76,10 +75,10 @@ class NodeRendezvous:
             raise KeyError(f"{party} handed in node {path!r}, which was not asked for")
         with self.cond:
             entry = self._add(party, path, array)
-            if entry is not None and (self.helpers or self._another_runs(party, waiting_too=True)):
-                self._queue(path, entry)  # a thread ahead compares it (module docstring)
+            if entry is not None and any(p != party for p in self.running | self.waiting):
+                self._queue(path, entry)  # a thread ahead, or one that helps, compares it (module docstring)
                 entry = None
-            if self.waiting or self.helpers:  # only those wait on the condition
+            if self.waiting:  # only a waiting thread (held back, or helping) waits on the condition
                 self.cond.notify_all()
         if entry is not None:
             self._compare(path, entry)
@@ -87,10 +86,16 @@ class NodeRendezvous:
         self._wait_while_ahead(party)
 
     def _wait_while_ahead(self, party: str) -> None:
-        """Back-pressure (module docstring): compares queued nodes, else waits."""
+        """Back-pressure (module docstring)."""
+        self._compare_queued_until(
+            party, lambda: self.closed or self.held[party] <= self.window or not self._another_runs(party))
+
+    def _compare_queued_until(self, party: str, done: Callable[[], bool]) -> None:
+        """Compares queued nodes until `done()` (asked under the lock); while none is
+        queued, waits on the condition as `party` (in `waiting`)."""
         while True:
             with self.cond:
-                if self.closed or self.held[party] <= self.window or not self._another_runs(party):
+                if done():
                     return
                 job = self._pop_ready()
                 if job is None:
@@ -160,8 +165,8 @@ class NodeRendezvous:
         if due:
             release_freed_memory()
 
-    def _another_runs(self, party: str, waiting_too: bool = False) -> bool:
-        return any(p != party and (waiting_too or p not in self.waiting) for p in self.running)
+    def _another_runs(self, party: str) -> bool:
+        return any(p != party and p not in self.waiting for p in self.running)
 
     def finish(self, party: str, failed: bool = False) -> None:
         """`party`'s forward is over. A failed party drops out: the nodes that only
@@ -188,20 +193,12 @@ class NodeRendezvous:
             self._compare(path, entry)
         self._compare_while(lambda: not self.running)  # the last one: what is left
 
-    def help_until_the_others_end(self) -> None:
+    def help_until_the_others_end(self, party: str) -> None:
         """Called by a thread after `finish`ing its party well: it compares the nodes
-        the others queue until every party has finished (or the comparison is closed)."""
-        while True:
-            with self.cond:
-                job = self._pop_ready()
-                if job is None:
-                    if self.closed or not self.running:
-                        return
-                    self.helpers += 1
-                    self.cond.wait()
-                    self.helpers -= 1
-                    continue
-            self._compare(*job)
+        the others queue until every party has finished (or the comparison is closed).
+        It waits in `waiting` too: having finished, it is no longer `running`, so it
+        holds nobody back."""
+        self._compare_queued_until(party, lambda: self.closed or not (self.running or self.ready))
 
     def close(self) -> None:
         """Stops the comparison at once (an interrupted run): waiting threads go on."""

@@ -278,7 +278,7 @@ def localise_side_by_side(result: ParityResult, spec, impls, nets, x, say: Progr
         failed = error is not None or name in result.failures
         rendezvous.finish(name, failed=failed)
         if not failed:
-            rendezvous.help_until_the_others_end()
+            rendezvous.help_until_the_others_end(name)
 
     run_side_by_side({name: capture(name) for name in parties}, on_done=done, on_interrupt=rendezvous.close)
     outputs = {name: out for name, out in outputs.items() if name not in result.failures}

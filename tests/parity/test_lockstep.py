@@ -26,7 +26,7 @@ def _values(party_offset: float):
 def _finished(rendezvous, name, error):
     rendezvous.finish(name, failed=error is not None)
     if error is None:
-        rendezvous.help_until_the_others_end()
+        rendezvous.help_until_the_others_end(name)
 
 
 def _run(rendezvous, orders, fail=(), sleep=None):
